@@ -1,0 +1,178 @@
+"""The normalised trajectory (DESIGN §1) and the step labels (DESIGN §2).
+
+A trajectory is an OpenAI-format chat: roles `system`, `user`, `assistant`, `tool`.
+A **step** is one assistant message (with its tool calls); steps are numbered 1..K in
+message order. Everything downstream (critic prompts, loss weights, viewer) indexes steps
+this way, so the numbering lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from srft_megatron.errors import InputError
+from srft_megatron.io import iter_jsonl_tolerant
+
+ROLES = ("system", "user", "assistant", "tool")
+LABELS = ("good", "unnecessary", "harmful", "recover")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Trajectory:
+    id: str
+    messages: list[dict[str, Any]]
+    instance_id: str | None = None
+    resolved: bool | None = None
+    source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def step_message_indices(self) -> list[int]:
+        """Message index of step k+1 at position k."""
+        return [i for i, m in enumerate(self.messages) if m["role"] == "assistant"]
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.step_message_indices)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"id": self.id, "instance_id": self.instance_id, "resolved": self.resolved,
+               "source": self.source, "messages": self.messages}
+        if self.extra:
+            out["extra"] = self.extra
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "Trajectory":
+        """Validate a normalised record; raises `InputError` naming the trajectory and step."""
+        if not isinstance(obj, dict):
+            raise InputError("record is not a JSON object")
+        traj_id = obj.get("id")
+        if not isinstance(traj_id, str) or not traj_id:
+            raise InputError("missing or empty 'id'")
+        messages = obj.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise InputError("empty trajectory (no messages)", traj_id=traj_id)
+        validate_messages(messages, traj_id)
+        resolved = obj.get("resolved")
+        if resolved is not None and not isinstance(resolved, bool):
+            raise InputError(f"'resolved' must be true, false or null, got {resolved!r}", traj_id=traj_id)
+        return cls(id=traj_id, messages=messages, instance_id=obj.get("instance_id"),
+                   resolved=resolved, source=obj.get("source"), extra=obj.get("extra") or {})
+
+
+def validate_messages(messages: list[Any], traj_id: str) -> None:
+    """Roles known, content a string, tool calls well formed, at least one assistant step."""
+    step = 0
+    for index, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise InputError(f"message {index} is not an object", traj_id=traj_id)
+        role = msg.get("role")
+        if role == "assistant":
+            step += 1
+        where = {"traj_id": traj_id, "step": step if role == "assistant" else None}
+        if role not in ROLES:
+            raise InputError(f"unknown role {role!r} in message {index}", **where)
+        if not isinstance(msg.get("content", ""), str):
+            raise InputError(f"content of message {index} is not a string (ingest flattens parts)", **where)
+        for call in msg.get("tool_calls") or []:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise InputError(f"malformed tool call in message {index}", **where)
+    if step == 0:
+        raise InputError("trajectory has no assistant step", traj_id=traj_id)
+
+
+def read_trajectories(path: str) -> Iterator[tuple[int, Trajectory | InputError]]:
+    """Yield `(line, Trajectory)` or `(line, InputError)` for each record of a JSONL file.
+
+    Errors are yielded, not raised, so a stage can reject one record and go on (or stop under
+    `--strict`); each error already names the file, line and trajectory id."""
+    for line, obj in iter_jsonl_tolerant(path):
+        if isinstance(obj, InputError):
+            yield line, obj
+            continue
+        try:
+            yield line, Trajectory.from_json(obj)
+        except InputError as err:
+            tid = obj.get("id") if isinstance(obj, dict) else None
+            yield line, err.located(file=str(path), line=line, traj_id=tid if isinstance(tid, str) else None)
+
+
+@dataclass
+class StepLabel:
+    step: int
+    label: str
+    confidence: float | None = None
+
+
+@dataclass
+class LabelRecord:
+    id: str
+    steps: list[StepLabel]
+    critic: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id,
+                "steps": [{"step": s.step, "label": s.label, "confidence": s.confidence} for s in self.steps],
+                "critic": self.critic, "usage": self.usage}
+
+    @classmethod
+    def from_json(cls, obj: Any, num_steps: int | None = None) -> "LabelRecord":
+        """Validate; with `num_steps`, also that there is exactly one label per step, in order."""
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+            raise InputError("label record without a string 'id'")
+        tid = obj["id"]
+        raw_steps = obj.get("steps")
+        if not isinstance(raw_steps, list):
+            raise InputError("label record without a 'steps' list", traj_id=tid)
+        steps = []
+        for k, raw in enumerate(raw_steps, start=1):
+            if not isinstance(raw, dict):
+                raise InputError("step label is not an object", traj_id=tid, step=k)
+            if raw.get("step") != k:
+                raise InputError(f"step labels out of order: expected step {k}, got {raw.get('step')!r}",
+                                 traj_id=tid, step=k)
+            label = raw.get("label")
+            if label not in LABELS:
+                raise InputError(f"unknown label {label!r} (expected one of {', '.join(LABELS)})",
+                                 traj_id=tid, step=k)
+            conf = raw.get("confidence")
+            if conf is not None and (not isinstance(conf, (int, float)) or not 0.0 <= conf <= 1.0):
+                raise InputError(f"confidence must be in [0, 1] or null, got {conf!r}", traj_id=tid, step=k)
+            steps.append(StepLabel(step=k, label=label, confidence=None if conf is None else float(conf)))
+        if num_steps is not None and len(steps) != num_steps:
+            raise InputError(f"{len(steps)} labels for {num_steps} steps", traj_id=tid)
+        return cls(id=tid, steps=steps, critic=obj.get("critic") or {}, usage=obj.get("usage") or {})
+
+
+def read_labels(path: str) -> tuple[dict[str, LabelRecord], list[InputError]]:
+    """Read a labels file into `{id: record}`; bad lines come back as errors (file + line named).
+
+    Step counts are checked later, against the trajectory (`LabelRecord.from_json(num_steps=)`)."""
+    records: dict[str, LabelRecord] = {}
+    errors: list[InputError] = []
+    for line, obj in iter_jsonl_tolerant(path):
+        if isinstance(obj, InputError):
+            errors.append(obj)
+            continue
+        try:
+            rec = LabelRecord.from_json(obj)
+        except InputError as err:
+            tid = obj.get("id") if isinstance(obj, dict) else None
+            errors.append(err.located(file=str(path), line=line, traj_id=tid if isinstance(tid, str) else None))
+            continue
+        if rec.id in records:
+            errors.append(InputError("duplicate label record", file=str(path), line=line, traj_id=rec.id))
+            continue
+        rec.extra_line = line  # type: ignore[attr-defined]  # for error messages downstream
+        records[rec.id] = rec
+    return records, errors
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False)
