@@ -1,0 +1,69 @@
+"""Normalise SWE-agent .traj files, SWE-smith rows (JSONL/Parquet) and normalised JSONL into
+one trajectories.jsonl (DESIGN §1).
+
+    srft ingest ../shared/data/trajectories/*.traj rows.parquet -o trajectories.jsonl \\
+        --resolved results/report.json
+
+Bad records are written to a reject file with their reason (default: OUTPUT.rejects.jsonl)
+and counted; `--strict` stops at the first one instead. The output is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tqdm import tqdm
+
+from srft_megatron.errors import InputError
+from srft_megatron.ingest import read_any, read_resolved
+from srft_megatron.io import RejectLog, atomic_open
+from srft_megatron.trajectory import Trajectory
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help=".traj files, SWE-smith rows (.jsonl/.parquet) or normalised .jsonl")
+    parser.add_argument("-o", "--output", required=True, help="trajectories.jsonl to write")
+    parser.add_argument("--resolved", metavar="FILE",
+                        help="resolved status: swebench harness report JSON, or JSONL/CSV of id -> resolved")
+    parser.add_argument("--rejects", metavar="FILE", help="reject file (default: OUTPUT.rejects.jsonl)")
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad record")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    resolved = read_resolved(args.resolved) if args.resolved else {}
+    rejects = RejectLog(args.rejects or f"{args.output}.rejects.jsonl")
+    seen: set[str] = set()
+    counts = {"written": 0, "resolved": 0, "unresolved": 0, "unknown": 0, "steps": 0}
+    with atomic_open(args.output, "w", encoding="utf-8") as out:
+        for path in tqdm(args.inputs, desc="ingest", unit="file", disable=args.quiet):
+            for item in read_any(path):
+                result = item.result
+                if isinstance(result, Trajectory) and result.id in seen:
+                    result = InputError("duplicate trajectory id", file=item.file, line=item.line, traj_id=result.id)
+                if isinstance(result, InputError):
+                    if args.strict:
+                        raise result
+                    print(f"rejected: {result}", file=sys.stderr)
+                    rejects.add(result, item.raw)
+                    continue
+                seen.add(result.id)
+                if result.id in resolved:
+                    result.resolved = resolved[result.id]
+                elif result.instance_id in resolved:
+                    result.resolved = resolved[result.instance_id]
+                key = {True: "resolved", False: "unresolved", None: "unknown"}[result.resolved]
+                counts[key] += 1
+                counts["written"] += 1
+                counts["steps"] += result.num_steps
+                out.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+    rejects.write()
+    print(f"wrote {counts['written']} trajectories ({counts['steps']} steps; resolved {counts['resolved']}, "
+          f"unresolved {counts['unresolved']}, unknown {counts['unknown']}) to {args.output}; "
+          f"rejected {len(rejects)}" + (f" -> {rejects.path}" if len(rejects) else ""))
+    return 0
+
+
