@@ -1,0 +1,183 @@
+"""Render a trajectory with the chat template and find the exact token span of every step.
+
+The chat template is the single source of truth for what the model sees. Rendering messages
+one at a time does not reproduce it (Qwen's template merges consecutive tool results into one
+user turn, inserts a default system prompt, encodes tool-call arguments), so spans come from
+*rendering prefixes and diffing*: for the assistant message at index i,
+
+    P = render(messages[:i], add_generation_prompt=True)   # context, ends "<|im_start|>assistant\\n"
+    F = render(messages[:i + 1])                            # context + the step
+
+The step's text is `F[len(P):]`, which must end with `<|im_end|>\\n`; the full render must start
+with F. What is trained for a step is its content (and tool calls) plus `<|im_end|>`; the
+header `<|im_start|>assistant\\n` and the newline after `<|im_end|>` belong to the context.
+
+Tokenisation is per segment (context, step, context, step, ...): each step is tokenised from a
+fresh boundary, exactly as at inference time, where the prompt ends with the generation header
+and the model produces the step from there. The decoded ids must give back the full render,
+character for character; any mismatch raises `InputError` naming the trajectory and step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from srft_megatron.errors import InputError
+from srft_megatron.trajectory import Trajectory
+
+RENDER_MODES = ("tools", "xml")
+END_OF_TURN = "<|im_end|>"
+CONTROL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
+XML_MULTILINE_PARAMS = ("old_str", "new_str", "file_text")  # as SWE-smith's transform_traj_xml
+
+
+@dataclass
+class StepSpan:
+    """Token span `[start, end)` of step `step` (1-based); `end - 1` is its `<|im_end|>`."""
+
+    step: int
+    start: int
+    end: int
+    char_start: int
+    char_end: int
+
+
+@dataclass
+class RenderedTrajectory:
+    id: str
+    text: str
+    input_ids: np.ndarray  # int32
+    steps: list[StepSpan] = field(default_factory=list)
+
+    def step_weights(self, weights: list[float]) -> np.ndarray:
+        """Per-token loss weights: `weights[k]` on the tokens of step k+1, 0 everywhere else.
+
+        Position i carries the weight of *predicting* token i (DESIGN §4)."""
+        if len(weights) != len(self.steps):
+            raise InputError(f"{len(weights)} weights for {len(self.steps)} steps", traj_id=self.id)
+        out = np.zeros(len(self.input_ids), dtype=np.float32)
+        for span, w in zip(self.steps, weights):
+            out[span.start:span.end] = w
+        return out
+
+
+def _tool_arguments(raw: str, traj_id: str, step: int) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"tool call arguments are not valid JSON ({exc.msg})", traj_id=traj_id, step=step) from None
+
+
+def _xml_action(call: dict, traj_id: str, step: int) -> str:
+    fn = call["function"]
+    lines = [f"<function={fn['name']}>"]
+    args = _tool_arguments(fn["arguments"], traj_id, step)
+    for key, value in (args.items() if isinstance(args, dict) else []):
+        if key in XML_MULTILINE_PARAMS:
+            lines.append(f"<parameter={key}>\n{value}\n</parameter>")
+        else:
+            lines.append(f"<parameter={key}>{value}</parameter>")
+    lines.append("</function>")
+    return "\n".join(lines)
+
+
+def template_messages(traj: Trajectory, mode: str = "tools") -> list[dict]:
+    """Messages as the chat template wants them for render `mode` (DESIGN §1).
+
+    `tools`: native tool calls, arguments parsed into objects (the template applies `tojson`;
+    a JSON string would come out double-encoded). `xml`: calls written into the assistant text
+    as `<function=NAME>` blocks and tool results as plain user turns."""
+    if mode not in RENDER_MODES:
+        raise ValueError(f"render mode must be one of {RENDER_MODES}, got {mode!r}")
+    out, step = [], 0
+    for msg in traj.messages:
+        role, content = msg["role"], msg.get("content") or ""
+        if role == "assistant":
+            step += 1
+        for token in CONTROL_TOKENS:
+            if token in content:
+                raise InputError(f"{role} content contains the control token {token}, which would be "
+                                 "tokenised as a real turn boundary", traj_id=traj.id,
+                                 step=step if role == "assistant" else None)
+        calls = msg.get("tool_calls") or []
+        if role == "assistant" and calls:
+            if mode == "tools":
+                out.append({"role": "assistant", "content": content, "tool_calls": [
+                    {"type": "function", "function": {"name": c["function"]["name"],
+                                                      "arguments": _tool_arguments(c["function"]["arguments"], traj.id, step)}}
+                    for c in calls]})
+            else:
+                actions = "\n".join(_xml_action(c, traj.id, step) for c in calls)
+                out.append({"role": "assistant", "content": f"{content}\n\n{actions}"})
+        elif role == "tool" and mode == "xml":
+            out.append({"role": "user", "content": content})
+        else:
+            out.append({"role": role, "content": content})
+    return out
+
+
+class StepRenderer:
+    """Renders and tokenises trajectories with one tokenizer and render mode."""
+
+    def __init__(self, tokenizer, mode: str = "tools", tools: list[dict] | None = None):
+        self.tokenizer = tokenizer
+        self.mode = mode
+        self.tools = tools
+        self.eot_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+        if self.eot_id is None or self.eot_id == tokenizer.unk_token_id:
+            raise ValueError(f"tokenizer has no {END_OF_TURN} token: not a ChatML (Qwen2.5) tokenizer")
+
+    def _render(self, messages: list[dict], generation_prompt: bool = False) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, tools=self.tools if self.mode == "tools" else None, tokenize=False,
+            add_generation_prompt=generation_prompt)
+
+    def segments(self, traj: Trajectory) -> tuple[str, list[tuple[str, int]]]:
+        """The full render and its pieces: `(text, step)` with step 0 for context."""
+        messages = template_messages(traj, self.mode)
+        full = self._render(messages)
+        pieces: list[tuple[str, int]] = []
+        cursor, step = 0, 0
+        for index, msg in enumerate(messages):
+            if msg["role"] != "assistant":
+                continue
+            step += 1
+            prefix = self._render(messages[:index], generation_prompt=True)
+            with_step = self._render(messages[: index + 1])
+            if not with_step.startswith(prefix) or not full.startswith(with_step) or len(prefix) < cursor:
+                raise InputError("chat template render of the prefix does not line up with the full "
+                                 "render (template is not prefix-stable)", traj_id=traj.id, step=step)
+            step_text = with_step[len(prefix):]
+            if not step_text.endswith(END_OF_TURN + "\n"):
+                raise InputError(f"rendered step does not end with {END_OF_TURN}", traj_id=traj.id, step=step)
+            trained_end = len(with_step) - 1  # keep "<|im_end|>", leave its "\n" to the context
+            pieces.append((full[cursor:len(prefix)], 0))
+            pieces.append((full[len(prefix):trained_end], step))
+            cursor = trained_end
+        pieces.append((full[cursor:], 0))
+        return full, pieces
+
+    def render(self, traj: Trajectory) -> RenderedTrajectory:
+        full, pieces = self.segments(traj)
+        texts = [text for text, _ in pieces]
+        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        ids: list[int] = []
+        spans: list[StepSpan] = []
+        char = 0
+        for (text, step), piece_ids in zip(pieces, encoded):
+            if step:
+                if not piece_ids or piece_ids[-1] != self.eot_id:
+                    raise InputError(f"step tokens do not end with {END_OF_TURN}", traj_id=traj.id, step=step)
+                spans.append(StepSpan(step, len(ids), len(ids) + len(piece_ids), char, char + len(text)))
+            ids.extend(piece_ids)
+            char += len(text)
+        decoded = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if decoded != full:
+            bad = next((s.step for s in spans if self.tokenizer.decode(ids[s.start:s.end]) != full[s.char_start:s.char_end]), None)
+            raise InputError("token pieces do not reproduce the full render (tokeniser round trip "
+                             "changed the text)", traj_id=traj.id, step=bad)
+        return RenderedTrajectory(traj.id, full, np.asarray(ids, dtype=np.int32), spans)
