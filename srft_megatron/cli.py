@@ -48,8 +48,18 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_optional_backends() -> None:
+    """megatron-core warns at import that TE/apex are absent; on CPU that is expected, not news."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_optional_backends()
     top = _top_parser()
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()

@@ -1,0 +1,157 @@
+"""The on-disk dataset (DESIGN §4): two Megatron indexed datasets and a metadata file.
+
+    PREFIX_tokens.{bin,idx}   megatron-core IndexedDataset, int32 token ids, one document per trajectory
+    PREFIX_weights.{bin,idx}  IndexedDataset, float32, identical sequence lengths and document indices:
+                              weights[i] is the loss weight of *predicting* token i
+    PREFIX.meta.json          format_version, tokenizer identity, policy, counts, file sizes
+
+So a training sample built from a token window `t[0..n]` uses inputs `t[:-1]`, labels `t[1:]`
+and loss weights `w[1:]` — the same shift for both channels (`shifted_example`).
+
+Writes are atomic as a whole: all files are written into a hidden temporary directory next to
+PREFIX and renamed into place only after every file is complete, metadata last. A reader
+checks the metadata against the files, so a dataset without its metadata (or with files of a
+different size) is refused rather than half-read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+TOKEN_DTYPE = np.int32
+WEIGHT_DTYPE = np.float32
+SUFFIXES = ("_tokens.bin", "_tokens.idx", "_weights.bin", "_weights.idx")
+
+
+def dataset_files(prefix: str | os.PathLike) -> dict[str, Path]:
+    prefix = str(prefix)
+    files = {s: Path(prefix + s) for s in SUFFIXES}
+    files[".meta.json"] = Path(prefix + ".meta.json")
+    return files
+
+
+class DatasetWriter:
+    """Streams documents into a temporary directory; `commit(meta)` moves them into place.
+
+    Use as a context manager: leaving the block with an exception removes everything written."""
+
+    def __init__(self, prefix: str | os.PathLike):
+        from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+        self.prefix = Path(prefix)
+        self.prefix.parent.mkdir(parents=True, exist_ok=True)
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.prefix.name}.", suffix=".tmp", dir=self.prefix.parent))
+        self._tmp_prefix = str(self.tmpdir / self.prefix.name)
+        self.tokens = IndexedDatasetBuilder(self._tmp_prefix + "_tokens.bin", dtype=TOKEN_DTYPE)
+        self.weights = IndexedDatasetBuilder(self._tmp_prefix + "_weights.bin", dtype=WEIGHT_DTYPE)
+        self.num_documents = 0
+        self.num_tokens = 0
+        self.weighted_tokens = 0.0
+        self._done = False
+
+    def add(self, token_ids: np.ndarray, weights: np.ndarray) -> None:
+        if token_ids.shape != weights.shape or token_ids.ndim != 1:
+            raise ValueError(f"tokens {token_ids.shape} and weights {weights.shape} must be equal 1-D shapes")
+        if token_ids.size and (token_ids.min() < 0 or token_ids.max() > np.iinfo(TOKEN_DTYPE).max):
+            raise ValueError("token id out of int32 range")  # IndexedDataset would wrap silently
+        if weights.size and (weights.min() < 0.0 or weights.max() > 1.0):
+            raise ValueError("loss weights must lie in [0, 1]")
+        self.tokens.add_document(token_ids.astype(TOKEN_DTYPE, copy=False), [token_ids.size])
+        self.weights.add_document(weights.astype(WEIGHT_DTYPE, copy=False), [weights.size])
+        self.num_documents += 1
+        self.num_tokens += int(token_ids.size)
+        self.weighted_tokens += float(weights.sum(dtype=np.float64))
+
+    def commit(self, meta: dict[str, Any]) -> dict[str, Any]:
+        self.tokens.finalize(self._tmp_prefix + "_tokens.idx")
+        self.weights.finalize(self._tmp_prefix + "_weights.idx")
+        meta = dict(meta)
+        meta["format_version"] = FORMAT_VERSION
+        meta["files"] = {s: os.path.getsize(self._tmp_prefix + s) for s in SUFFIXES}
+        meta["dtypes"] = {"tokens": np.dtype(TOKEN_DTYPE).name, "weights": np.dtype(WEIGHT_DTYPE).name}
+        meta.setdefault("counts", {})
+        meta["counts"].update({"documents": self.num_documents, "tokens": self.num_tokens,
+                               "weighted_tokens": round(self.weighted_tokens, 6)})
+        with open(self._tmp_prefix + ".meta.json", "w", encoding="utf-8") as handle:
+            json.dump(meta, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        final = dataset_files(self.prefix)
+        final[".meta.json"].unlink(missing_ok=True)  # the old dataset is invalid from here on
+        for suffix in (*SUFFIXES, ".meta.json"):     # metadata last: its presence marks completeness
+            os.replace(self._tmp_prefix + suffix, final[suffix])
+        self._done = True
+        self.close()
+        return meta
+
+    def close(self) -> None:
+        for builder in (self.tokens, self.weights):
+            if not builder.data_file.closed:
+                builder.data_file.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._done:
+            self.close()
+
+
+def read_meta(prefix: str | os.PathLike) -> dict[str, Any]:
+    """The metadata, after checking every file of the dataset is present with the recorded size."""
+    files = dataset_files(prefix)
+    if not files[".meta.json"].is_file():
+        raise FileNotFoundError(f"dataset {prefix}: {files['.meta.json']} missing (incomplete or not a dataset)")
+    meta = json.loads(files[".meta.json"].read_text(encoding="utf-8"))
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"dataset {prefix}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
+    for suffix, size in meta["files"].items():
+        path = files[suffix]
+        if not path.is_file() or path.stat().st_size != size:
+            raise ValueError(f"dataset {prefix}: {path} missing or not the size recorded in the metadata")
+    return meta
+
+
+@dataclass
+class WeightedDocuments:
+    """Both channels of a dataset, read with megatron-core's `IndexedDataset` (mmap views:
+    keep this object alive while using arrays it returned)."""
+
+    prefix: str
+    tokens: Any
+    weights: Any
+    meta: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def document(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.tokens[index], self.weights[index]
+
+
+def open_dataset(prefix: str | os.PathLike) -> WeightedDocuments:
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    meta = read_meta(prefix)
+    tokens = IndexedDataset(str(prefix) + "_tokens")
+    weights = IndexedDataset(str(prefix) + "_weights")
+    if not np.array_equal(tokens.sequence_lengths, weights.sequence_lengths) or not np.array_equal(
+            tokens.document_indices, weights.document_indices):
+        raise ValueError(f"dataset {prefix}: tokens and weights differ in sequence lengths or documents")
+    return WeightedDocuments(str(prefix), tokens, weights, meta)
+
+
+def shifted_example(tokens: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Next-token example from a window of n+1 tokens: inputs, labels and their loss weights."""
+    return {"tokens": np.asarray(tokens[:-1], dtype=np.int64),
+            "labels": np.asarray(tokens[1:], dtype=np.int64),
+            "loss_weights": np.asarray(weights[1:], dtype=np.float32)}

@@ -1,0 +1,138 @@
+"""Weight policies (DESIGN §3): (resolved?, label, confidence) → a loss weight per step.
+
+A policy is a small, named, versioned config. Presets are the paper's experiment rows:
+
+| preset              | resolved trajectories      | unresolved trajectories             |
+|---------------------|----------------------------|-------------------------------------|
+| `naive`             | every step 1               | every step 1                        |
+| `rft`               | every step 1               | dropped (all 0)                     |
+| `srft`              | every step 1               | `harmful` → 0, others 1             |
+| `unresolved-only`   | dropped                    | every step 1                        |
+| `unresolved-masked` | dropped                    | `harmful` → 0, others 1             |
+| `all-masked`        | `harmful` → 0, others 1    | `harmful` → 0, others 1             |
+
+Knobs: which labels are rejected (`--reject-labels harmful,unnecessary`), a confidence
+threshold (a rejection counts only when the critic's confidence is at least the threshold;
+a label without confidence counts as confident), fractional weights per label
+(`--label-weight unnecessary=0.5`), and how a trajectory of unknown resolution is treated.
+Non-assistant tokens are never weighted: the renderer only puts step weights on step spans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from srft_megatron.errors import ConfigError, InputError
+from srft_megatron.trajectory import LABELS, LabelRecord, Trajectory
+
+POLICY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WeightPolicy:
+    name: str
+    use_resolved: bool = True                      # keep resolved trajectories at all
+    use_unresolved: bool = True                    # keep unresolved trajectories at all
+    mask_resolved: bool = False                    # apply label rejection to resolved trajectories
+    mask_unresolved: bool = False                  # apply label rejection to unresolved trajectories
+    rejected_labels: tuple[str, ...] = ("harmful",)
+    min_confidence: float | None = None            # reject only when confidence >= this
+    label_weights: tuple[tuple[str, float], ...] = field(default_factory=tuple)  # fractional weights of kept labels
+    unknown_resolved_as: str = "unresolved"        # "resolved" | "unresolved" | "error"
+    version: int = POLICY_VERSION
+
+    def __post_init__(self):
+        for label in self.rejected_labels:
+            if label not in LABELS:
+                raise ConfigError(f"unknown label {label!r} in rejected labels (expected {', '.join(LABELS)})")
+        for label, weight in self.label_weights:
+            if label not in LABELS:
+                raise ConfigError(f"unknown label {label!r} in label weights")
+            if not 0.0 <= weight <= 1.0:
+                raise ConfigError(f"label weight for {label} must be in [0, 1], got {weight}")
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"confidence threshold must be in [0, 1], got {self.min_confidence}")
+        if self.unknown_resolved_as not in ("resolved", "unresolved", "error"):
+            raise ConfigError(f"unknown_resolved_as must be resolved, unresolved or error")
+
+    @property
+    def needs_labels_for(self) -> tuple[bool, bool]:
+        """(resolved, unresolved): whether labels are required to weight such a trajectory."""
+        return (self.use_resolved and self.mask_resolved, self.use_unresolved and self.mask_unresolved)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["rejected_labels"] = list(self.rejected_labels)
+        out["label_weights"] = dict(self.label_weights)
+        return out
+
+    def is_resolved(self, traj: Trajectory) -> bool:
+        if traj.resolved is not None:
+            return traj.resolved
+        if self.unknown_resolved_as == "error":
+            raise InputError("resolved status unknown (pass --resolved to ingest, or choose "
+                             "--unknown-resolved)", traj_id=traj.id)
+        return self.unknown_resolved_as == "resolved"
+
+    def step_weights(self, traj: Trajectory, labels: LabelRecord | None) -> list[float]:
+        """One weight per step. All zeros means the trajectory is not used by this policy."""
+        resolved = self.is_resolved(traj)
+        k = traj.num_steps
+        if not (self.use_resolved if resolved else self.use_unresolved):
+            return [0.0] * k
+        mask = self.mask_resolved if resolved else self.mask_unresolved
+        fractional = dict(self.label_weights)
+        if labels is None:
+            if mask or fractional:
+                kind = "resolved" if resolved else "unresolved"
+                raise InputError(f"no labels for this {kind} trajectory (policy {self.name} needs them)",
+                                 traj_id=traj.id)
+            return [1.0] * k
+        if len(labels.steps) != k:
+            raise InputError(f"{len(labels.steps)} labels for {k} steps", traj_id=traj.id)
+        weights = []
+        for step in labels.steps:
+            confident = (self.min_confidence is None or step.confidence is None
+                         or step.confidence >= self.min_confidence)
+            if mask and step.label in self.rejected_labels and confident:
+                weights.append(0.0)
+            else:
+                weights.append(fractional.get(step.label, 1.0))
+        return weights
+
+
+PRESETS: dict[str, WeightPolicy] = {
+    "naive": WeightPolicy("naive"),
+    "rft": WeightPolicy("rft", use_unresolved=False),
+    "srft": WeightPolicy("srft", mask_unresolved=True),
+    "unresolved-only": WeightPolicy("unresolved-only", use_resolved=False),
+    "unresolved-masked": WeightPolicy("unresolved-masked", use_resolved=False, mask_unresolved=True),
+    "all-masked": WeightPolicy("all-masked", mask_resolved=True, mask_unresolved=True),
+}
+
+
+def make_policy(name: str, *, reject_labels: str | None = None, min_confidence: float | None = None,
+                label_weights: list[str] | None = None, unknown_resolved: str | None = None) -> WeightPolicy:
+    """A preset with the command-line knobs applied (`label_weights` as `label=weight` strings)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown policy {name!r} (choose from {', '.join(PRESETS)})")
+    policy = PRESETS[name]
+    changes: dict = {}
+    if reject_labels:
+        changes["rejected_labels"] = tuple(x.strip() for x in reject_labels.split(",") if x.strip())
+    if min_confidence is not None:
+        changes["min_confidence"] = min_confidence
+    if label_weights:
+        pairs = []
+        for item in label_weights:
+            label, sep, value = item.partition("=")
+            try:
+                pairs.append((label.strip(), float(value)))
+            except ValueError:
+                raise ConfigError(f"label weight must be LABEL=WEIGHT, got {item!r}") from None
+            if not sep:
+                raise ConfigError(f"label weight must be LABEL=WEIGHT, got {item!r}")
+        changes["label_weights"] = tuple(pairs)
+    if unknown_resolved:
+        changes["unknown_resolved_as"] = unknown_resolved
+    return replace(policy, **changes) if changes else policy

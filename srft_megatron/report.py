@@ -1,0 +1,82 @@
+"""`srft report PREFIX`: the paper's Table 1 for a preprocessed dataset.
+
+Steps by label and by resolved status, kept vs rejected steps, the weighted-token fraction and
+the document length distribution. Label counts come from the metadata written by preprocess;
+lengths are read from the token dataset's index itself, so the report also shows what is on disk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from srft_megatron.trajectory import LABELS
+
+STATUSES = ("resolved", "unresolved", "unknown")
+
+
+def dataset_summary(prefix: str) -> dict[str, Any]:
+    from srft_megatron.dataset import open_dataset
+
+    ds = open_dataset(prefix)
+    lengths = np.asarray(ds.tokens.sequence_lengths, dtype=np.int64)
+    meta, counts = ds.meta, ds.meta["counts"]
+    pct = {f"p{q}": int(np.percentile(lengths, q)) for q in (10, 50, 90, 99)} if lengths.size else {}
+    return {
+        "prefix": prefix,
+        "policy": meta["policy"]["name"],
+        "tokenizer": meta["tokenizer"]["name"],
+        "seq_length": meta["seq_length"],
+        "documents": int(lengths.size),
+        "tokens": int(lengths.sum()),
+        "weighted_tokens": counts["weighted_tokens"],
+        "weighted_fraction": counts["weighted_tokens"] / max(int(lengths.sum()), 1),
+        "steps_by_label": counts["steps_by_label"],
+        "kept_steps": counts["kept_steps"],
+        "rejected_steps": counts["rejected_steps"],
+        "skipped": counts["skipped"],
+        "rejected": counts["rejected"],
+        "truncated": counts["truncated"],
+        "lengths": {"min": int(lengths.min()) if lengths.size else 0,
+                    "mean": float(lengths.mean()) if lengths.size else 0.0,
+                    "max": int(lengths.max()) if lengths.size else 0, **pct},
+    }
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{summary['prefix']}[/bold]  policy={summary['policy']}  "
+                  f"tokenizer={summary['tokenizer']}  seq_length={summary['seq_length']}")
+    steps = summary["steps_by_label"]
+    statuses = [s for s in STATUSES if sum(steps[s].values())]
+    table = Table(title="Steps by label (Table 1)")
+    table.add_column("label")
+    for status in statuses:
+        table.add_column(status, justify="right")
+    table.add_column("total", justify="right")
+    for label in (*LABELS, "unlabelled"):
+        row = [steps[s][label] for s in statuses]
+        if sum(row) or label != "unlabelled":
+            table.add_row(label, *map(str, row), str(sum(row)))
+    table.add_row("[bold]kept[/bold]", *[str(summary["kept_steps"][s]) for s in statuses],
+                  str(sum(summary["kept_steps"][s] for s in statuses)))
+    table.add_row("[bold]rejected (weight 0)[/bold]", *[str(summary["rejected_steps"][s]) for s in statuses],
+                  str(sum(summary["rejected_steps"][s] for s in statuses)))
+    console.print(table)
+    tok = Table(title="Tokens and documents")
+    tok.add_column("quantity")
+    tok.add_column("value", justify="right")
+    tok.add_row("documents", str(summary["documents"]))
+    tok.add_row("tokens", str(summary["tokens"]))
+    tok.add_row("weighted tokens", f"{summary['weighted_tokens']:.0f}")
+    tok.add_row("weighted fraction", f"{summary['weighted_fraction']:.2%}")
+    for key, value in summary["lengths"].items():
+        tok.add_row(f"length {key}", f"{value:.0f}")
+    tok.add_row("cut at a step boundary", str(summary["truncated"]))
+    for reason, n in {**summary["skipped"], **summary["rejected"]}.items():
+        tok.add_row(f"skipped: {reason}", str(n))
+    console.print(tok)
