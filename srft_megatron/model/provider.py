@@ -1,0 +1,158 @@
+"""Build a megatron-core `GPTModel` for a Qwen2.5 shape.
+
+Qwen2 in megatron-core terms: RMSNorm, SwiGLU (`gated_linear_unit` + SiLU), no linear biases
+except the QKV projection, grouped-query attention, RoPE with base 1e6, embeddings tied to the
+output layer where Qwen ties them. The Transformer Engine layer spec is used when TE imports
+(GPU machines); megatron-core's local spec otherwise (CPU tests). Both give the standard
+GPTModel parameter names the HF converter maps (`decoder.layers.{i}.self_attention.linear_qkv`,
+`...mlp.linear_fc1` with gate;up fused, ...); with TE the input norms are fused into the
+following linear (`linear_qkv.layer_norm_weight`), and the local spec maps its norms to those
+same names in sharded (checkpoint) state dicts, so checkpoints move freely between the two.
+
+Precision: `bf16` (default; BF16 weights + FP32 main params in the optimizer), `fp32`, or
+`fp8` (BF16 model with Transformer Engine FP8 GEMMs; `fp8_recipe` "delayed" or "tensorwise"
+current scaling) — FP8 needs TE and a Hopper-class GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from srft_megatron.errors import ConfigError
+from srft_megatron.model.configs import Qwen2Shape
+
+PRECISIONS = ("bf16", "fp32", "fp8")
+FP8_RECIPES = ("delayed", "tensorwise")
+
+
+@functools.cache
+def te_available() -> bool:
+    """True when Transformer Engine imports (it needs CUDA; it must never be installed on CPU)."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import transformer_engine.pytorch  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def transformer_config(shape: Qwen2Shape, *, precision: str = "bf16", tp: int = 1, pp: int = 1,
+                       vpp: int | None = None, sequence_parallel: bool = False,
+                       fp8_recipe: str = "delayed", recompute: str | None = None,
+                       recompute_num_layers: int | None = None, use_te: bool | None = None,
+                       per_token_loss: bool = True, **overrides: Any):
+    """The megatron-core `TransformerConfig` for `shape` under a parallel layout and precision.
+
+    `recompute`: None, "selective" (core attention) or "full" (whole layers, uniform method,
+    `recompute_num_layers` per chunk). `per_token_loss=True` makes the pipeline schedules
+    normalise the loss by the token count summed over all micro-batches and DP ranks (the
+    global weighted-NLL normalisation of SRFT; see `srft_megatron.training.loss`)."""
+    from megatron.core.transformer import TransformerConfig
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if fp8_recipe not in FP8_RECIPES:
+        raise ConfigError(f"fp8_recipe must be one of {FP8_RECIPES}, got {fp8_recipe!r}")
+    use_te = te_available() if use_te is None else use_te
+    if precision == "fp8" and not use_te:
+        raise ConfigError("precision=fp8 needs Transformer Engine on a CUDA GPU")
+    if sequence_parallel and not use_te:
+        raise ConfigError("sequence parallelism is enabled only with the Transformer Engine spec")
+    on_gpu = torch.cuda.is_available()
+    bf16 = precision in ("bf16", "fp8")
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    kwargs: dict[str, Any] = dict(
+        num_layers=shape.num_layers,
+        hidden_size=shape.hidden_size,
+        ffn_hidden_size=shape.ffn_hidden_size,
+        num_attention_heads=shape.num_attention_heads,
+        num_query_groups=shape.num_query_groups,
+        kv_channels=shape.kv_channels,
+        normalization="RMSNorm",
+        layernorm_epsilon=shape.norm_epsilon,
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        add_bias_linear=False,
+        add_qkv_bias=True,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        init_method_std=shape.init_method_std,
+        bf16=bf16,
+        params_dtype=dtype,
+        pipeline_dtype=dtype,
+        tensor_model_parallel_size=tp,
+        pipeline_model_parallel_size=pp,
+        virtual_pipeline_model_parallel_size=vpp if (vpp or 1) > 1 else None,
+        sequence_parallel=sequence_parallel,
+        calculate_per_token_loss=per_token_loss,
+        # Packed batches have a fixed [b, s] shape, so p2p shapes are static.
+        variable_seq_lengths=False,
+        # CPU: the fused kernels are CUDA-only; initialise on CPU so TP=n equals TP=1 exactly.
+        use_cpu_initialization=not on_gpu,
+        gradient_accumulation_fusion=False,
+        apply_rope_fusion=on_gpu and use_te,
+        persist_layer_norm=False,
+        bias_activation_fusion=on_gpu and use_te,
+        bias_dropout_fusion=on_gpu and use_te,
+        masked_softmax_fusion=on_gpu,
+        cross_entropy_loss_fusion=False,
+    )
+    if precision == "fp8":
+        kwargs.update(fp8="hybrid", fp8_recipe=fp8_recipe, fp8_param=False)
+    if recompute == "selective":
+        kwargs.update(recompute_granularity="selective")
+    elif recompute == "full":
+        kwargs.update(recompute_granularity="full", recompute_method="uniform",
+                      recompute_num_layers=recompute_num_layers or 1)
+    elif recompute is not None:
+        raise ConfigError(f"recompute must be null, 'selective' or 'full', got {recompute!r}")
+    kwargs.update(overrides)
+    return TransformerConfig(**kwargs)
+
+
+def layer_spec(use_te: bool):
+    """TE spec (fused norm+linear, FP8, THD packing) or megatron-core's local spec."""
+    if use_te:
+        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_with_transformer_engine_spec
+
+        return get_gpt_layer_with_transformer_engine_spec()
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+
+    return get_gpt_layer_local_spec(normalization="RMSNorm")
+
+
+def build_gpt_model(shape: Qwen2Shape, *, pre_process: bool = True, post_process: bool = True,
+                    use_te: bool | None = None, precision: str = "bf16", config=None,
+                    vp_stage: int | None = None, parallel_output: bool = True,
+                    seq_length: int | None = None, **config_kwargs: Any):
+    """A `GPTModel` for `shape` on the current device, with standard megatron parameter names.
+
+    Call after `srft_megatron.parallel.dims.initialize` (megatron needs its process groups and
+    RNG tracker). `config` may be passed to reuse a `TransformerConfig`; otherwise one is built
+    from `precision` and `config_kwargs` (see `transformer_config`)."""
+    from megatron.core.models.gpt import GPTModel
+
+    use_te = te_available() if use_te is None else use_te
+    if config is None:
+        config = transformer_config(shape, precision=precision, use_te=use_te, **config_kwargs)
+    model = GPTModel(
+        config=config,
+        transformer_layer_spec=layer_spec(use_te),
+        vocab_size=shape.vocab_size,
+        max_sequence_length=seq_length or shape.max_position_embeddings,
+        pre_process=pre_process,
+        post_process=post_process,
+        parallel_output=parallel_output,
+        share_embeddings_and_output_weights=shape.tie_word_embeddings,
+        position_embedding_type="rope",
+        rotary_base=int(shape.rotary_base),
+        vp_stage=vp_stage,
+    )
+    if torch.cuda.is_available():
+        model.cuda(torch.cuda.current_device())
+    return model

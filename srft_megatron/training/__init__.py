@@ -1,0 +1,1 @@
+"""`srft train`: config, data, step-weighted loss, trainer loop, checkpoints, metrics."""
