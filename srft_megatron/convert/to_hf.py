@@ -1,0 +1,98 @@
+"""megatron-core distributed checkpoint (any TP/PP) -> HF `Qwen2ForCausalLM` directory.
+
+    srft convert to-hf --checkpoint ckpt/iter_0001000 --output hf/srft-32b [--tokenizer DIR]
+
+One process, no model: the checkpoint is read one decoder layer at a time and streamed into
+5 GB safetensors shards, so a 32B model needs a few GB of memory. The output directory
+(config.json, model-*.safetensors + index, generation_config.json, tokenizer files) is what
+`transformers.AutoModelForCausalLM.from_pretrained` and vLLM load; it appears only once
+complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from srft_megatron.convert.from_hf import shape_from_hf
+from srft_megatron.convert.hf_io import (DEFAULT_SHARD_BYTES, ShardedSafetensorsWriter, staged_directory,
+                                         write_generation_config, write_tokenizer)
+from srft_megatron.convert.megatron_io import CheckpointTensors, attention_dims, iter_hf_tensors
+from srft_megatron.convert.mapping import expected_hf_names
+from srft_megatron.errors import InputError
+
+OUT_DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+              "float16": torch.float16, "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
+_DTYPE_NAMES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
+
+
+def checkpoint_hf_config(ckpt_dir: str, model: str | None = None) -> dict[str, Any]:
+    """The HF config of a checkpoint: `model` (a QWEN2_SHAPES name or HF config path) if
+    given, else the `hf_config` that from-hf or the trainer recorded in its marker file."""
+    from srft_megatron.errors import ConfigError
+    from srft_megatron.training.checkpoint import MARKER, read_marker
+
+    try:
+        if model is not None:
+            from srft_megatron.model.configs import get_shape
+
+            return get_shape(model).to_hf_config()
+        recorded = read_marker(ckpt_dir).get("hf_config")
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
+    if not recorded:
+        raise InputError(f"{MARKER} records no hf_config; pass --model NAME or a config.json", file=str(ckpt_dir))
+    return dict(recorded)
+
+
+def convert_megatron_to_hf(ckpt_dir: str, output: str, *, tokenizer: str | None = "qwen2.5",
+                           model: str | None = None, dtype: str = "auto",
+                           max_shard_bytes: int = DEFAULT_SHARD_BYTES, overwrite: bool = False,
+                           progress: bool = True) -> Path:
+    """Write the HF directory; returns its path. `tokenizer=None` writes no tokenizer files."""
+
+    if dtype not in OUT_DTYPES:
+        raise InputError(f"dtype must be one of {', '.join(OUT_DTYPES)}, got {dtype!r}")
+    if not Path(ckpt_dir).is_dir():
+        raise InputError("checkpoint directory not found", file=str(ckpt_dir))
+    ckpt = CheckpointTensors(ckpt_dir)
+    config = checkpoint_hf_config(ckpt_dir, model)
+    shape = shape_from_hf(config, f"{ckpt_dir} (model config)")
+    layers = ckpt.num_layers()
+    if layers != shape.num_layers:
+        raise InputError(f"checkpoint has {layers} layers, model config says {shape.num_layers}", file=str(ckpt_dir))
+    tied = not ckpt.has("output_layer.weight")
+    if tied != shape.tie_word_embeddings:
+        raise InputError(f"checkpoint {'has no' if tied else 'has an'} output layer but the config says "
+                         f"tie_word_embeddings={shape.tie_word_embeddings}", file=str(ckpt_dir))
+    emb_key = ckpt.resolve(*_embedding_request())[0]
+    dims = attention_dims(shape, megatron_vocab_size=ckpt.global_shape(emb_key)[0])
+    out_dtype = OUT_DTYPES[dtype] or ckpt.dtype()
+    config.update(torch_dtype=_DTYPE_NAMES.get(out_dtype, "bfloat16"), architectures=["Qwen2ForCausalLM"])
+    config.pop("dtype", None)
+    names = expected_hf_names(shape.num_layers, tied=tied)
+    with staged_directory(output, overwrite=overwrite) as stage:
+        writer = ShardedSafetensorsWriter(stage, max_shard_bytes)
+        bar = tqdm(total=len(names), desc="to-hf tensors", unit="tensor", disable=not progress)
+        for name, tensor in iter_hf_tensors(ckpt, dims, shape.num_layers, tied):
+            writer.add(name, tensor.to(out_dtype))
+            bar.update(1)
+        bar.close()
+        written = writer.close()
+        if sorted(written) != sorted(names):  # the table and the writer disagree: never ship that
+            raise RuntimeError(f"wrote {len(written)} tensors, expected {len(names)}")
+        (stage / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_generation_config(stage, config)
+        if tokenizer is not None:
+            write_tokenizer(stage, tokenizer)
+    return Path(output)
+
+
+def _embedding_request():
+    from srft_megatron.convert.mapping import QWEN2_MAPPINGS
+
+    return QWEN2_MAPPINGS[0], None
