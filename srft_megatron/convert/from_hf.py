@@ -111,8 +111,12 @@ def _rank_main(hf_dir: str, output: str, tp: int, pp: int, precision: str | None
     dims = ParallelDims(tp=tp, pp=pp)
     initialize(dims)
     model = build_stage_model(shape, dims, precision)
-    with HFCheckpointReader(hf_dir) as reader:
-        fill_from_hf(model.sharded_state_dict(), reader.get, attention_dims(shape))
+    import torch.distributed as dist
+    from tqdm import tqdm
+
+    with HFCheckpointReader(hf_dir) as reader, \
+            tqdm(desc="from-hf tensors", unit="tensor", disable=dist.get_rank() != 0) as bar:
+        fill_from_hf(model.sharded_state_dict(), reader.get, attention_dims(shape), progress=bar.update)
     # The trainer's own writer (staged, renamed into place when every rank is done), with the
     # source config (normalised) as the recorded hf_config so to-hf restores it as it was.
     hf_config = normalised_hf_config(config, hf_dir)
