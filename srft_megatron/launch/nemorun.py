@@ -1,0 +1,141 @@
+"""nemo-run recipes: each pipeline stage as a `run.Script` + executor, chained with `afterok`.
+
+Why nemo-run: it writes and submits the sbatch scripts (srun + torchrun with c10d rendezvous on
+the head node, pyxis flags when a container image is given), tracks the jobs and runs the same
+recipe on one machine with `LocalExecutor`. It lives in `.venv-launch` (it would downgrade pinned
+packages of the main venv), so only this module imports it and `srft launch` calls
+`launch/pipeline.py` in that venv. The jobs themselves run the main venv's `srft`.
+
+Facts this relies on (../shared/notes/slurm-local-cluster.md, nemo-run 0.11.1):
+- no packaging: `run.Packager()` copies nothing; commands use absolute paths and the installed
+  package, so the code that runs is the checkout's;
+- `LocalTunnel(job_dir=<base>/experiments)` with the experiment's base dir; nemo-run rewrites any
+  "/nemo_run" in generated scripts, so the base dir is RUN/nemorun, never ".../nemo_run";
+- a failed job does not raise: states are read back and reported (`jobs.py`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nemo_run as run
+from nemo_run.core.execution.slurm import SlurmJobDetails
+
+from srft_megatron.launch.jobs import StageResult, slurm_stage_result
+from srft_megatron.launch.pipeline import ExecutorSpec, PipelineSpec, StageSpec
+from srft_megatron.launch.rundir import RunDir
+
+JOB_PREFIX = "srft-"
+
+
+def stage_script(stage: StageSpec, repo: Path, python: str) -> run.Script:
+    """The command of one stage. torchrun stages get their torchrun line from the executor's
+    launcher; the critic stage runs slurm/critic_task.sh once per node."""
+    if stage.kind == "critic":
+        return run.Script(path=str(repo / "slurm" / "critic_task.sh"), entrypoint="bash", args=stage.args)
+    if stage.kind == "torchrun":
+        python = "python"  # torchrun runs the script with its own interpreter (the venv's, via PATH)
+    entry = stage.env.get("SRFT_ENTRY")
+    if entry:  # a script file instead of the srft module (e.g. a fork's trainer)
+        return run.Script(path=entry, entrypoint=python, args=[stage.name, *stage.args])
+    return run.Script(path="srft_megatron.cli", m=True, entrypoint=python, args=[stage.name, *stage.args])
+
+
+def _env(stage: StageSpec, ex: ExecutorSpec, run_dir: RunDir, repo: Path) -> dict[str, str]:
+    env = {"SRFT_REPO": str(repo), "SRFT_RUN_DIR": str(run_dir.root), "PYTHONUNBUFFERED": "1"}
+    if ex.container_image is None:
+        env["PATH"] = f"{repo}/.venv/bin:$PATH"   # torchrun, srft and python of the main venv
+    env.update(ex.env)
+    env.update({k: v for k, v in stage.env.items() if k != "SRFT_ENTRY"})
+    if stage.kind == "critic":
+        env["SRFT_VLLM_REPLICAS_PER_NODE"] = str(stage.nproc_per_node)
+    return env
+
+
+def stage_executor(stage: StageSpec, ex: ExecutorSpec, run_dir: RunDir, repo: Path):
+    env = _env(stage, ex, run_dir, repo)
+    launcher = run.Torchrun(rdzv_port=stage.rdzv_port) if stage.kind == "torchrun" else None
+    # critic: one task per node (it starts that node's vLLM replicas); torchrun: nemo-run turns
+    # ntasks_per_node into --nproc-per-node and keeps one srun task per node.
+    ntasks = 1 if stage.kind == "critic" else stage.nproc_per_node
+    if ex.kind == "local":
+        return run.LocalExecutor(ntasks_per_node=ntasks, launcher=launcher, env_vars=env)
+    extra = {"kill_on_invalid_dep": "yes"}  # dependants of a failed stage are cancelled, not stuck
+    if stage.kind == "torchrun":
+        extra["requeue"] = True              # pre-empted training goes back to the queue and resumes
+    return run.SlurmExecutor(
+        account=ex.account, partition=ex.partition, nodes=stage.nodes, ntasks_per_node=ntasks,
+        gpus_per_node=stage.gpus_per_node or ex.gpus_per_node,
+        cpus_per_task=stage.cpus_per_task or ex.cpus_per_task, time=stage.time or ex.time,
+        mem=ex.mem, qos=ex.qos, exclusive=ex.exclusive,
+        container_image=ex.container_image, container_mounts=list(ex.container_mounts),
+        env_vars=env, launcher=launcher, packager=run.Packager(), job_name_prefix=JOB_PREFIX,
+        job_details=SlurmJobDetails(folder=str(run_dir.logs)),
+        tunnel=run.LocalTunnel(job_dir=str(run_dir.nemorun / "experiments")),
+        additional_parameters=extra, poll_estimated_start_time=False,
+    )
+
+
+def build_experiment(spec: PipelineSpec, run_dir: RunDir, repo: Path, title: str = "srft"):
+    """An Experiment with one task per stage, each depending on the previous one."""
+    exp = run.Experiment(title, base_dir=str(run_dir.nemorun), log_level="WARN")
+    exp.__enter__()
+    previous = None
+    for stage in spec.stages:
+        python = stage.python or (str(repo / ".venv" / "bin" / "python") if spec.executor.container_image is None
+                                  else "python")
+        executor = stage_executor(stage, spec.executor, run_dir, repo)
+        deps = [previous] if previous is not None else None
+        previous = exp.add(stage_script(stage, repo, python), executor=executor, name=stage.name,
+                           dependencies=deps)
+    return exp
+
+
+def dry_run(spec: PipelineSpec, run_dir: RunDir, repo: Path) -> str:
+    """The sbatch command and script of every stage, as nemo-run would submit them."""
+    exp = build_experiment(spec, run_dir, repo)
+    try:
+        exp.dryrun(log=False, delete_exp_dir=False)
+        parts = []
+        for index, job in enumerate(exp.jobs):
+            info = job._dryrun_info
+            request = getattr(info, "request", None)
+            dep = f" (after {spec.stages[index - 1].name} succeeds: --dependency=afterok)" if index else ""
+            parts.append(f"##### stage {job.id}{dep}")
+            if hasattr(request, "materialize"):
+                parts.append("$ " + " ".join(request.launch_cmd) + " <script>")
+                parts.append(request.materialize())
+            else:
+                parts.append(str(info))
+        return "\n".join(parts)
+    finally:
+        shutil.rmtree(exp._exp_dir, ignore_errors=True)
+        exp.__exit__(None, None, None)
+
+
+def _slurm_id(handle: str | None) -> str | None:
+    # torchx app handle "slurm_tunnel://nemo_run/<jobid>"
+    return handle.rstrip("/").rsplit("/", 1)[-1] if handle else None
+
+
+def run_pipeline(spec: PipelineSpec, run_dir: RunDir, repo: Path, detach: bool = False) -> list[StageResult]:
+    exp = build_experiment(spec, run_dir, repo)
+    try:
+        # SLURM: every stage is submitted at once with afterok dependencies; local: nemo-run runs
+        # them one after another. Leaving the experiment's context waits for the jobs to end.
+        exp.run(detach=detach)
+    finally:
+        exp.__exit__(None, None, None)
+    results = []
+    for job in exp.jobs:
+        state = getattr(job.state, "name", str(job.state))
+        if spec.executor.kind == "slurm":
+            job_id = _slurm_id(job.handle)
+            if detach:
+                results.append(StageResult(stage=job.id, job_id=job_id, state="SUBMITTED"))
+            else:
+                results.append(slurm_stage_result(job.id, job_id, run_dir.logs, f"{JOB_PREFIX}{job.id}"))
+        else:
+            results.append(StageResult(stage=job.id, job_id=None, state=state))
+    return results
