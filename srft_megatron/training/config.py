@@ -1,0 +1,270 @@
+"""The `srft train` configuration: one YAML file, dataclass schema, dotted overrides.
+
+    srft train --config configs/tiny.yaml --run-dir runs/tiny train.steps=50 parallel.tensor=2
+
+Every section is a dataclass; unknown keys, wrong types and layouts that cannot work are
+rejected here, with a one-line `ConfigError`, before any process group starts. `validate`
+checks what can be checked from the files alone: the model shape, TP against heads, the
+layers against PP, the datasets' presence, the sequence length against the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from srft_megatron.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny"                  # a name in QWEN2_SHAPES or a HF config.json / dir
+    seq_length: int = 128               # tokens per (packed) training sequence
+    precision: str = "bf16"             # bf16 | fp32 | fp8 (TE + Hopper)
+    fp8_recipe: str = "delayed"         # delayed | tensorwise (current scaling)
+    recompute: str | None = None        # null | selective | full
+    recompute_num_layers: int | None = None
+    use_te: bool | None = None          # null: use Transformer Engine when it imports
+
+
+@dataclass
+class DataConfig:
+    prefixes: list[str] = field(default_factory=list)  # dataset prefixes written by `srft preprocess`
+    weights: list[float] | None = None  # blend weights (null: proportional to size)
+    pack: bool = True                   # several whole trajectories per sequence
+    seed: int = 1234
+    cache_dir: str | None = None
+
+
+@dataclass
+class ParallelConfig:
+    tensor: int = 1
+    pipeline: int = 1
+    virtual_pipeline: int | None = None  # interleaved 1F1B: model chunks per pipeline rank
+    sequence_parallel: bool = False      # needs TE and tensor > 1
+    distributed_optimizer: bool = True
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = 1e-5
+    min_lr: float = 1e-6
+    warmup_steps: int = 0
+    decay_style: str = "cosine"          # cosine | linear | constant
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100
+    global_batch_size: int = 8          # sequences per optimizer step (all micro-batches, all DP ranks)
+    micro_batch_size: int = 1
+    seed: int = 1234
+    init_from: str | None = None        # model-only or train checkpoint to start from (any TP/PP)
+    exit_after_step: int | None = None  # stop (with a checkpoint) after this step, e.g. for tests
+
+
+@dataclass
+class CheckpointConfig:
+    save_interval: int = 0              # save every N steps (0: only at exit)
+    save_on_exit: bool = True           # at the end, and on SIGTERM/SIGINT (pre-emption)
+    resume: bool = True                 # continue from RUN_DIR/checkpoints/latest if present
+
+
+@dataclass
+class LoggingConfig:
+    log_interval: int = 1
+    tensorboard: bool = True
+    wandb_project: str | None = None
+    wandb_run_name: str | None = None
+
+
+@dataclass
+class SrftTrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ---- building from dicts with type checks ---------------------------------------------------
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], where) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            try:
+                return float(value)  # YAML reads 1e-5 as a string
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key {where + '.' if where else ''}{unknown[0]} "
+                          f"(valid: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value or {}, key)
+        else:
+            kwargs[name] = _coerce(value, hint, key)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        key, raw = item.split("=", 1)
+        out.append((key.strip(), yaml.safe_load(raw) if raw != "" else None))
+    return out
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> SrftTrainConfig:
+    """Read the YAML file, apply `section.key=value` overrides, build and type-check."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    for key, value in parse_overrides(list(overrides)):
+        _set_dotted(tree, key, value)
+    return _build(SrftTrainConfig, tree, "")
+
+
+# ---- semantic validation (before any process group) ------------------------------------------
+def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
+    """Check everything that can fail before training starts; return (shape, ParallelDims)."""
+    from srft_megatron.model.configs import get_shape
+    from srft_megatron.model.provider import FP8_RECIPES, PRECISIONS
+    from srft_megatron.parallel.dims import ParallelDims
+
+    shape = get_shape(cfg.model.name)
+    if cfg.model.seq_length > shape.max_position_embeddings:
+        raise ConfigError(f"model.seq_length={cfg.model.seq_length} exceeds {cfg.model.name}'s "
+                          f"max_position_embeddings={shape.max_position_embeddings}")
+    shape = shape.replace(seq_length=cfg.model.seq_length)
+    if cfg.model.precision not in PRECISIONS:
+        raise ConfigError(f"model.precision must be one of {PRECISIONS}, got {cfg.model.precision!r}")
+    if cfg.model.fp8_recipe not in FP8_RECIPES:
+        raise ConfigError(f"model.fp8_recipe must be one of {FP8_RECIPES}, got {cfg.model.fp8_recipe!r}")
+    p = cfg.parallel
+    dims = ParallelDims.from_world(world_size, tp=p.tensor, pp=p.pipeline, vpp=p.virtual_pipeline,
+                                   sequence_parallel=p.sequence_parallel)
+    dims.validate_model(num_layers=shape.num_layers, num_attention_heads=shape.num_attention_heads,
+                        num_query_groups=shape.num_query_groups, vocab_size=shape.vocab_size)
+    multiple = 16 if cfg.model.precision == "fp8" else 1  # FP8 GEMMs need dims divisible by 16
+    if p.sequence_parallel:
+        multiple = multiple * p.tensor // _gcd(multiple, p.tensor)
+    if cfg.model.seq_length % multiple:
+        raise ConfigError(f"model.seq_length={cfg.model.seq_length} must be a multiple of {multiple} "
+                          f"(FP8 / sequence parallelism)")
+    t = cfg.train
+    if t.global_batch_size % (t.micro_batch_size * dims.dp):
+        raise ConfigError(f"train.global_batch_size={t.global_batch_size} is not divisible by "
+                          f"micro_batch_size x data-parallel = {t.micro_batch_size} x {dims.dp}")
+    if p.virtual_pipeline and p.virtual_pipeline > 1:
+        n_micro = t.global_batch_size // (t.micro_batch_size * dims.dp)
+        if n_micro % p.pipeline:
+            raise ConfigError(f"interleaved pipeline needs micro-batches per step ({n_micro}) to be a "
+                              f"multiple of parallel.pipeline={p.pipeline}")
+    if t.steps < 1:
+        raise ConfigError(f"train.steps must be >= 1, got {t.steps}")
+    if cfg.optimizer.decay_style not in ("cosine", "linear", "constant"):
+        raise ConfigError(f"optimizer.decay_style must be cosine, linear or constant")
+    if check_data:
+        _validate_data(cfg)
+    if t.init_from is not None and not (Path(t.init_from) / "srft_checkpoint.json").is_file():
+        raise ConfigError(f"train.init_from={t.init_from} is not a complete srft checkpoint")
+    return shape, dims
+
+
+def _gcd(a: int, b: int) -> int:
+    import math
+
+    return math.gcd(a, b)
+
+
+def _validate_data(cfg: SrftTrainConfig) -> None:
+    from srft_megatron.dataset import read_meta
+
+    d = cfg.data
+    if not d.prefixes:
+        raise ConfigError("data.prefixes is empty: give at least one dataset prefix from `srft preprocess`")
+    if d.weights is not None and len(d.weights) != len(d.prefixes):
+        raise ConfigError(f"data.weights has {len(d.weights)} entries for {len(d.prefixes)} prefixes")
+    if d.weights is not None and (min(d.weights) < 0 or sum(d.weights) <= 0):
+        raise ConfigError("data.weights must be non-negative with a positive sum")
+    for prefix in d.prefixes:
+        try:
+            read_meta(prefix)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ConfigError(f"data.prefixes: {exc}") from None

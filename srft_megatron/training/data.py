@@ -1,0 +1,218 @@
+"""Training data: blends of preprocessed datasets, packed into fixed-length sequences.
+
+A dataset from `srft preprocess` holds one document per trajectory in two aligned channels:
+`PREFIX_tokens` (int32) and `PREFIX_weights` (float32, the loss weight of *predicting* each
+token). `WeightedPackedDataset` is a megatron-core `MegatronDataset`, so megatron-core's
+`BlendedMegatronDatasetBuilder` blends several prefixes with weights (e.g. resolved +
+unresolved) exactly as for pre-training. Both channels are read through the *same* document
+index, so a weight can never drift from its token.
+
+Packing: unlike `GPTDataset`, which cuts the token stream at fixed offsets (splitting
+trajectories and losing their context), each sample here is a run of *whole* documents taken
+in a seeded shuffled order, placed one after another while they fit in `seq_length` input
+positions (next-fit), then padded with weight-0 tokens. Each document is shifted on its own
+(inputs `t[:-1]`, labels `t[1:]`, weights `w[1:]`), positions restart at 0 per document, and
+`segment_ids` name the document of every position so attention never crosses documents
+(block-diagonal causal mask on the local spec, THD `cu_seqlens` on Transformer Engine). A
+document longer than `seq_length + 1` tokens keeps its first `seq_length + 1` (counted in
+`truncated_documents`). With `pack=False` every sample is one document.
+
+Data position for exact resume is the global sample index: step k uses samples
+[k*G, (k+1)*G) of the blend; DP rank r takes the r-th contiguous share, in micro-batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from megatron.core.datasets.blended_megatron_dataset_config import BlendedMegatronDatasetConfig
+from megatron.core.datasets.megatron_dataset import MegatronDataset
+
+from srft_megatron.dataset import WeightedDocuments, open_dataset
+
+PAD_TOKEN = 0
+
+
+@dataclass
+class WeightedDatasetConfig(BlendedMegatronDatasetConfig):
+    pack: bool = True
+
+
+def pack_documents(lengths: np.ndarray, seq_length: int, num_samples: int | None, seed: int,
+                   pack: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Order documents (one seeded permutation per epoch) and cut the order into samples.
+
+    Returns `(order, bounds)`: sample i holds documents `order[bounds[i]:bounds[i+1]]`. Builds
+    whole epochs until at least `num_samples` samples exist (one epoch when None)."""
+    n_docs = len(lengths)
+    if n_docs == 0:
+        raise ValueError("dataset has no documents")
+    used = np.minimum(lengths, seq_length + 1) - 1  # input positions each document occupies
+    order_parts, bounds = [], [0]
+    total_docs, epoch = 0, 0
+    while True:
+        perm = np.random.RandomState(seed + epoch).permutation(n_docs)
+        fill = 0
+        for k, doc in enumerate(perm):
+            if pack and fill > 0 and fill + used[doc] > seq_length:
+                bounds.append(total_docs + k)
+                fill = 0
+            fill += used[doc]
+            if not pack:
+                bounds.append(total_docs + k + 1)
+                fill = 0
+        if pack:
+            bounds.append(total_docs + n_docs)  # epochs never share a sample
+        order_parts.append(perm)
+        total_docs += n_docs
+        epoch += 1
+        if num_samples is None or len(bounds) - 1 >= num_samples:
+            break
+    return np.concatenate(order_parts), np.asarray(bounds, dtype=np.int64)
+
+
+class WeightedPackedDataset(MegatronDataset):
+    """Packed samples of whole documents with their loss weights (see module docstring)."""
+
+    def __init__(self, dataset: WeightedDocuments, dataset_path: str | None, indices: np.ndarray,
+                 num_samples: int | None, index_split, config: WeightedDatasetConfig) -> None:
+        super().__init__(dataset, dataset_path, indices, num_samples, index_split, config)
+        lengths = dataset.tokens.sequence_lengths[indices].astype(np.int64)
+        self.truncated_documents = int((lengths > config.sequence_length + 1).sum())
+        order, self.bounds = pack_documents(lengths, config.sequence_length, num_samples,
+                                            config.random_seed, config.pack)
+        self.order = indices[order]
+
+    @staticmethod
+    def numel_low_level_dataset(low_level_dataset: WeightedDocuments) -> int:
+        return len(low_level_dataset)
+
+    @staticmethod
+    def build_low_level_dataset(dataset_path: str, config: WeightedDatasetConfig) -> WeightedDocuments:
+        return open_dataset(dataset_path)
+
+    @staticmethod
+    def _key_config_attributes() -> list[str]:
+        return super(WeightedPackedDataset, WeightedPackedDataset)._key_config_attributes() + ["pack"]
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def documents(self, idx: int) -> np.ndarray:
+        return self.order[self.bounds[idx]:self.bounds[idx + 1]]
+
+    def __getitem__(self, idx: int) -> dict[str, np.ndarray]:
+        return assemble_sample(self.dataset, self.documents(idx), self.config.sequence_length)
+
+
+def assemble_sample(docs: WeightedDocuments, doc_ids, seq_length: int) -> dict[str, np.ndarray]:
+    """Concatenate shifted documents into one padded sequence of `seq_length` positions."""
+    tokens = np.full(seq_length, PAD_TOKEN, dtype=np.int64)
+    labels = np.full(seq_length, PAD_TOKEN, dtype=np.int64)
+    weights = np.zeros(seq_length, dtype=np.float32)
+    position_ids = np.zeros(seq_length, dtype=np.int64)
+    segment_ids = np.full(seq_length, len(doc_ids), dtype=np.int64)  # padding: its own segment
+    doc_lengths = []
+    at = 0
+    for seg, doc in enumerate(doc_ids):
+        tok, w = docs.document(int(doc))
+        n = min(len(tok), seq_length + 1) - 1
+        if n <= 0:
+            continue
+        tokens[at:at + n] = tok[:n]
+        labels[at:at + n] = tok[1:n + 1]
+        weights[at:at + n] = w[1:n + 1]
+        position_ids[at:at + n] = np.arange(n)
+        segment_ids[at:at + n] = seg
+        doc_lengths.append(n)
+        at += n
+    if at < seq_length:
+        position_ids[at:] = np.arange(seq_length - at)
+    return {"tokens": tokens, "labels": labels, "loss_weights": weights,
+            "position_ids": position_ids, "segment_ids": segment_ids,
+            "num_real_tokens": np.int64(at), "doc_lengths": np.asarray(doc_lengths, dtype=np.int64)}
+
+
+def build_train_dataset(prefixes: list[str], weights: list[float] | None, *, seq_length: int,
+                        num_samples: int, seed: int, pack: bool = True,
+                        cache_dir: str | None = None):
+    """The blended training dataset with at least `num_samples` samples (megatron-core builder)."""
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+
+    config = WeightedDatasetConfig(
+        random_seed=seed, sequence_length=seq_length,
+        blend=(list(prefixes), list(weights) if weights is not None else None),
+        split="100,0,0", path_to_cache=cache_dir, pack=pack,
+        mid_level_dataset_surplus=0.05,
+    )
+    if len(prefixes) == 1:
+        sizes = [num_samples, 0, 0]
+    else:
+        sizes = [num_samples, 0, 0] if weights is not None else [None, None, None]
+    train, _, _ = BlendedMegatronDatasetBuilder(WeightedPackedDataset, sizes, lambda: True, config).build()
+    if train is None or len(train) < num_samples:
+        # Without weights the builder concatenates the datasets one epoch each: grow epochs.
+        if weights is None and len(prefixes) > 1:
+            per = [len(open_dataset(p)) for p in prefixes]
+            return build_train_dataset(prefixes, [float(n) for n in per], seq_length=seq_length,
+                                       num_samples=num_samples, seed=seed, pack=pack,
+                                       cache_dir=cache_dir)
+        raise ValueError(f"could not build {num_samples} samples from {prefixes}")
+    return train
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    keys = ("tokens", "labels", "loss_weights", "position_ids", "segment_ids")
+    batch = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in keys}
+    batch["num_real_tokens"] = torch.tensor(sum(int(s["num_real_tokens"]) for s in samples))
+    batch["attn_pairs"] = torch.tensor(sum(int((s["doc_lengths"] ** 2).sum()) for s in samples))
+    return batch
+
+
+class StepBatches:
+    """The micro-batches of one optimizer step for this data-parallel rank (deterministic)."""
+
+    def __init__(self, dataset, *, global_batch_size: int, micro_batch_size: int, dp_rank: int,
+                 dp_size: int):
+        self.dataset = dataset
+        self.global_batch_size = global_batch_size
+        self.micro_batch_size = micro_batch_size
+        self.dp_rank, self.dp_size = dp_rank, dp_size
+        self.share = global_batch_size // dp_size
+        self.num_microbatches = self.share // micro_batch_size
+
+    def sample_indices(self, step: int) -> list[int]:
+        start = step * self.global_batch_size + self.dp_rank * self.share
+        return [(start + i) % len(self.dataset) for i in range(self.share)]
+
+    def micro_batches(self, step: int) -> list[dict[str, torch.Tensor]]:
+        idx = self.sample_indices(step)
+        mbs = self.micro_batch_size
+        return [collate([self.dataset[i] for i in idx[m * mbs:(m + 1) * mbs]])
+                for m in range(self.num_microbatches)]
+
+
+def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """[b, 1, s, s] bool, True where attention is *masked*: later positions or another document."""
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    s = segment_ids.shape[1]
+    causal = torch.ones(s, s, dtype=torch.bool, device=segment_ids.device).tril()
+    return ~(same & causal)[:, None]
+
+
+def packed_seq_params(segment_ids: torch.Tensor):
+    """THD `PackedSeqParams` (cu_seqlens per document) for TE attention; micro-batch size 1."""
+    from megatron.core.packed_seq_params import PackedSeqParams
+
+    if segment_ids.shape[0] != 1:
+        raise ValueError("THD packing on Transformer Engine needs micro_batch_size=1")
+    seg = segment_ids[0]
+    change = torch.nonzero(seg[1:] != seg[:-1]).flatten() + 1
+    cu = torch.cat([torch.zeros(1, dtype=torch.int64, device=seg.device), change,
+                    torch.tensor([seg.numel()], device=seg.device)]).to(torch.int32)
+    max_len = int((cu[1:] - cu[:-1]).max())
+    return PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
+                           max_seqlen_q=max_len, max_seqlen_kv=max_len)
