@@ -1,0 +1,137 @@
+"""Render labelled trajectories as a static, self-contained HTML page (or a page per trajectory).
+
+    srft view trajectories.jsonl labels.jsonl -o trajectories.html
+    srft view examples/trajectories/datekit-1__clean.traj examples/labels.jsonl \\
+        --resolved examples/resolved.jsonl -o clean.html
+    srft view trajectories.jsonl labels.jsonl --output-dir pages/   # index.html + one page each
+
+Every step is shown with its label (colour), whether the policy keeps it, and its tokens as the
+model sees them after the chat template: green tokens are trained, grey struck-through ones
+are masked. Observations longer than a dozen lines are collapsed. The token spans and weights
+come from the same renderer and weight policy as `srft preprocess`, so pass the same
+`--tokenizer`, `--render` and policy options to see what a dataset trains on.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from srft_megatron.errors import InputError
+from srft_megatron.io import atomic_open, iter_jsonl_tolerant
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("trajectories", metavar="TRAJECTORIES",
+                        help="trajectories.jsonl from srft ingest (or a .traj file / SWE-smith rows)")
+    parser.add_argument("labels", metavar="LABELS", help="labels.jsonl (DESIGN §2) from srft label or by hand")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", default="trajectories.html",
+                     help="the HTML page to write: an index plus every trajectory (default: %(default)s)")
+    out.add_argument("--output-dir", metavar="DIR",
+                     help="write DIR/index.html and one page per trajectory instead of a single page")
+    parser.add_argument("--id", action="append", dest="ids", metavar="ID",
+                        help="show only this trajectory id (repeatable)")
+    parser.add_argument("--resolved", metavar="FILE",
+                        help="resolved status (JSONL/CSV/swebench report) for inputs that lack it, e.g. .traj")
+    parser.add_argument("--tokenizer", default="qwen2.5",
+                        help="tokenizer: 'qwen2.5' (offline) or a Hugging Face tokenizer directory (default: %(default)s)")
+    parser.add_argument("--render", default="tools", choices=("tools", "xml"),
+                        help="how tool calls are rendered for training, as in srft preprocess (default: %(default)s)")
+    parser.add_argument("--policy", default="srft",
+                        help="weight policy preset: naive, rft, srft, unresolved-only, unresolved-masked, "
+                             "all-masked (default: %(default)s)")
+    parser.add_argument("--reject-labels", metavar="L1,L2", help="labels the policy rejects (default: harmful)")
+    parser.add_argument("--min-confidence", type=float, metavar="P",
+                        help="reject a step only when the critic's confidence is at least P")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def load_trajectories(path: str, ids: list[str] | None, resolved_file: str | None) -> list:
+    from srft_megatron.ingest import read_any, read_resolved
+
+    resolved = read_resolved(resolved_file) if resolved_file else {}
+    out = []
+    for item in read_any(path):
+        if isinstance(item.result, InputError):
+            raise item.result.located(file=item.file, line=item.line)
+        traj = item.result
+        if ids and traj.id not in ids:
+            continue
+        if traj.resolved is None:
+            traj.resolved = resolved.get(traj.id, resolved.get(traj.instance_id))
+        out.append(traj)
+    if ids:
+        missing = sorted(set(ids) - {t.id for t in out})
+        if missing:
+            raise InputError(f"no trajectory with id {', '.join(missing)}", file=path)
+    if not out:
+        raise InputError("no trajectories to show", file=path)
+    return out
+
+
+def load_labels(path: str) -> dict:
+    """Validated label records by id, each with its raw step dicts (for optional `reason`s)."""
+    from srft_megatron.trajectory import read_labels
+
+    records, errors = read_labels(path)
+    if errors:
+        raise errors[0]
+    raw = {obj["id"]: obj.get("steps") for _, obj in iter_jsonl_tolerant(path) if isinstance(obj, dict) and "id" in obj}
+    for tid, rec in records.items():
+        rec.raw_steps = raw.get(tid)
+    return records
+
+
+def main(args: argparse.Namespace) -> int:
+    from srft_megatron import load_tokenizer
+    from srft_megatron.policy import make_policy
+    from srft_megatron.render import StepRenderer
+    from srft_megatron.view import build_view, file_stem, page
+
+    policy = make_policy(args.policy, reject_labels=args.reject_labels, min_confidence=args.min_confidence)
+    trajs = load_trajectories(args.trajectories, args.ids, args.resolved)
+    labels = load_labels(args.labels)
+    for traj in trajs:  # cheap checks first: a bad input fails before the tokenizer loads
+        try:
+            policy.step_weights(traj, labels.get(traj.id))
+        except InputError as err:
+            raise err.located(file=args.labels, traj_id=traj.id) from None
+    renderer = StepRenderer(load_tokenizer(args.tokenizer), args.render)
+    views = []
+    for traj in tqdm(trajs, desc="view", unit="traj", disable=args.quiet):
+        try:
+            views.append(build_view(traj, labels.get(traj.id), renderer, policy))
+        except InputError as err:
+            raise err.located(file=args.trajectories, traj_id=traj.id) from None
+    noun = "trajectory" if len(views) == 1 else "trajectories"
+    subtitle = (f"{len(views)} {noun} from {args.trajectories} · labels {args.labels} · policy "
+                f"{policy.name} (rejects {', '.join(policy.rejected_labels)}) · tokenizer {args.tokenizer} · "
+                f"render {args.render}")
+    title = "SRFT trajectory viewer"
+    written = []
+    if args.output_dir:
+        out_dir = Path(args.output_dir)
+        for view in views:
+            target = out_dir / f"{file_stem(view.id)}.html"
+            _write(target, page([view], f"{title}: {view.id}", subtitle))
+            written.append(target)
+        index = out_dir / "index.html"
+        _write(index, page(views, title, subtitle, index=True, link=lambda v: f"{file_stem(v.id)}.html"))
+        written.insert(0, index)
+    else:
+        _write(Path(args.output), page(views, title, subtitle))
+        written.append(Path(args.output))
+    kept = sum(v.counts()["kept"] for v in views)
+    steps = sum(v.counts()["steps"] for v in views)
+    print(f"wrote {written[0]}" + (f" and {len(written) - 1} pages" if len(written) > 1 else "")
+          + f": {len(views)} {noun}, {steps} steps ({kept} kept, {steps - kept} rejected under "
+          f"policy {policy.name})")
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
