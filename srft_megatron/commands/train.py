@@ -1,0 +1,46 @@
+"""Train Qwen2.5 with the step-weighted (SRFT) loss on megatron-core.
+
+    srft train --config configs/tiny.yaml --run-dir runs/tiny [section.key=value ...]
+    torchrun --nproc-per-node 4 .venv/bin/srft train --config configs/tiny.yaml \\
+        --run-dir runs/tiny parallel.tensor=2 parallel.pipeline=2
+
+The config (model, data blend, parallelism, precision, optimizer, checkpointing, logging) is
+printed at start; `section.key=value` arguments override it (e.g. `train.steps=50`,
+`data.prefixes=[data/resolved,data/unresolved]`). Writes `RUN_DIR/metrics.jsonl` (one object
+per step), `RUN_DIR/tensorboard/`, `RUN_DIR/checkpoints/`; re-running with the same run
+directory resumes from its latest checkpoint. SIGTERM saves a checkpoint and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="training config YAML (see configs/)")
+    parser.add_argument("--run-dir", required=True,
+                        help="directory for metrics.jsonl, tensorboard/, checkpoints/ (resumes if present)")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the config (and datasets) and exit without training")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="config overrides, e.g. train.steps=10 parallel.tensor=2")
+
+
+def main(args: argparse.Namespace) -> int:
+    from srft_megatron.parallel.dims import world_from_env
+    from srft_megatron.training.config import load_config, validate
+
+    cfg = load_config(args.config, args.overrides)
+    rank, world = world_from_env()
+    validate(cfg, world)  # a clear error before any process group starts
+    if rank == 0:
+        print("[srft train] config:\n" + cfg.to_yaml(), flush=True)
+    if args.check:
+        return 0
+    from srft_megatron.parallel.dims import destroy
+    from srft_megatron.training.trainer import Trainer
+
+    try:
+        return Trainer(cfg, args.run_dir).train()
+    finally:
+        destroy(process_group=True)

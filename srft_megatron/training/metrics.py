@@ -1,0 +1,79 @@
+"""Per-step metrics: loss, weighted-token fraction, tokens/s, TFLOP/s per GPU, grad norm, LR.
+
+Written by the global rank 0 to `RUN_DIR/metrics.jsonl` (one JSON object per optimizer step,
+appended and flushed, so a killed run keeps the steps it finished), to TensorBoard
+(`RUN_DIR/tensorboard`) and to Weights & Biases when `logging.wandb_project` is set.
+
+FLOPs follow Megatron-LM's `num_floating_point_operations` (megatron/training/training.py) for
+a dense GPT with grouped-query attention and SwiGLU: 3 (forward + backward) x 2 (multiply-add)
+x [QKV + output projections, attention scores (non-causal, as Megatron counts), MLP, logits].
+We count *real* tokens only (padding of packed sequences excluded), and the attention-score
+term per document (sum of n_d^2), since packed documents do not attend to each other.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+def step_flops(shape, real_tokens: int, attn_pairs: int) -> float:
+    """Training FLOPs of one step over `real_tokens` tokens and sum(n_d^2) = `attn_pairs`."""
+    h, layers = shape.hidden_size, shape.num_layers
+    q = shape.num_attention_heads * shape.kv_channels
+    kv = 2 * shape.num_query_groups * shape.kv_channels
+    per_token = (
+        layers * (2 * h * (q + kv) + 2 * q * h      # QKV and output projections
+                  + 2 * 3 * h * shape.ffn_hidden_size)  # SwiGLU: gate, up, down
+        + 2 * h * shape.vocab_size                  # logits
+    )
+    attention = layers * 2 * 2 * q * attn_pairs     # QK^T and AV over each document
+    return 3.0 * (per_token * real_tokens + attention)
+
+
+class MetricsWriter:
+    """Rank-0 sink for step metrics (JSONL always; TensorBoard / W&B when configured)."""
+
+    def __init__(self, run_dir: str | Path, *, enabled: bool, tensorboard: bool = True,
+                 wandb_project: str | None = None, wandb_run_name: str | None = None,
+                 config: dict[str, Any] | None = None):
+        self.enabled = enabled
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self._tb = self._wandb = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        if wandb_project:
+            import wandb  # optional: only when configured
+
+            self._wandb = wandb.init(project=wandb_project, name=wandb_run_name, config=config)
+        self._last = time.perf_counter()
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.flush()
+        step = record["step"]
+        if self._tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self._tb.add_scalar(f"train/{key}", value, step)
+        if self._wandb is not None:
+            self._wandb.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()

@@ -1,0 +1,295 @@
+"""The SRFT trainer: megatron-core model, schedules and optimizer, our loss and data.
+
+    torchrun --nproc-per-node 8 .venv/bin/srft train --config configs/qwen2.5-7b-srft.yaml \\
+        --run-dir runs/7b-srft parallel.tensor=4
+
+One `Trainer` owns: the model chunks (one per virtual pipeline stage) wrapped in megatron-core's
+`DistributedDataParallel`; megatron-core's (distributed) Adam optimizer and its
+`OptimizerParamScheduler` (warm-up + cosine); the packed weighted dataset; and the step:
+`get_forward_backward_func()` (no pipelining, 1F1B, or interleaved 1F1B as the layout asks)
+over this rank's micro-batches with the globally normalised weighted NLL
+(`srft_megatron.training.loss`), then `optimizer.step()`. Checkpoints go to
+`RUN_DIR/checkpoints` every `checkpoint.save_interval` steps and at exit / SIGTERM; a run
+directory with a checkpoint resumes exactly (model, optimizer, scheduler, RNG, data position).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from srft_megatron.training.config import SrftTrainConfig, validate
+
+
+class Trainer:
+    def __init__(self, cfg: SrftTrainConfig, run_dir: str | Path):
+        from megatron.core import parallel_state as ps
+
+        from srft_megatron.parallel.dims import initialize, world_from_env
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        # Everything checkable is checked before any process group starts.
+        self.shape, self.dims = validate(cfg, world_from_env()[1])
+        initialize(self.dims, seed=cfg.train.seed)
+        self.rank = dist.get_rank()
+        self.is_logger = self.rank == 0
+        self.dp_rank, self.dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+        self.use_te = self._use_te()
+        self._stop_requested = False
+        self.step = 0
+        self.consumed_samples = 0
+        self._build_model()
+        self._build_optimizer()
+        self._build_data()
+        self._restore()
+
+    # ---- construction --------------------------------------------------------------------
+    def _use_te(self) -> bool:
+        from srft_megatron.model.provider import te_available
+
+        return te_available() if self.cfg.model.use_te is None else self.cfg.model.use_te
+
+    def _build_model(self) -> None:
+        from megatron.core import parallel_state as ps
+        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+
+        from srft_megatron.model.provider import build_gpt_model, transformer_config
+        from srft_megatron.training.checkpoint import load_model_checkpoint
+        from srft_megatron.training.loss import finalize_model_grads_without_token_scaling
+
+        m, p = self.cfg.model, self.cfg.parallel
+        self.tf_config = transformer_config(
+            self.shape, precision=m.precision, tp=p.tensor, pp=p.pipeline, vpp=p.virtual_pipeline,
+            sequence_parallel=p.sequence_parallel, fp8_recipe=m.fp8_recipe, recompute=m.recompute,
+            recompute_num_layers=m.recompute_num_layers, use_te=self.use_te, per_token_loss=True)
+        vpp = p.virtual_pipeline if (p.virtual_pipeline or 1) > 1 else None
+        chunks = []
+        for vp in range(vpp or 1):
+            vp_stage = vp if vpp else None
+            chunks.append(build_gpt_model(
+                self.shape, config=self.tf_config, use_te=self.use_te, vp_stage=vp_stage,
+                pre_process=ps.is_pipeline_first_stage(ignore_virtual=vpp is None, vp_stage=vp_stage),
+                post_process=ps.is_pipeline_last_stage(ignore_virtual=vpp is None, vp_stage=vp_stage),
+                seq_length=m.seq_length))
+        if self.cfg.train.init_from and not self._has_resume_checkpoint():
+            marker = load_model_checkpoint(chunks, self.cfg.train.init_from)
+            self._log_line(f"loaded initial weights from {self.cfg.train.init_from} "
+                           f"({marker.get('kind')} checkpoint, step {marker.get('step')})")
+        ddp_config = DistributedDataParallelConfig(
+            grad_reduce_in_fp32=True, overlap_grad_reduce=False,
+            use_distributed_optimizer=p.distributed_optimizer)
+        self.model = [DistributedDataParallel(config=self.tf_config, ddp_config=ddp_config, module=c,
+                                              disable_bucketing=i > 0)
+                      for i, c in enumerate(chunks)]
+        self.tf_config.finalize_model_grads_func = finalize_model_grads_without_token_scaling
+
+    def _build_optimizer(self) -> None:
+        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+        from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+        o, m = self.cfg.optimizer, self.cfg.model
+        bf16 = m.precision in ("bf16", "fp8")
+        self.optimizer = get_megatron_optimizer(OptimizerConfig(
+            optimizer="adam", lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay,
+            adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_eps=o.adam_eps,
+            clip_grad=o.clip_grad, bf16=bf16, params_dtype=torch.bfloat16 if bf16 else torch.float32,
+            use_distributed_optimizer=self.cfg.parallel.distributed_optimizer), self.model)
+        self.tf_config.grad_scale_func = self.optimizer.scale_loss
+        steps = self.cfg.train.steps
+        warmup = min(o.warmup_steps, steps - 1) if steps > 1 else 0
+        self.scheduler = OptimizerParamScheduler(
+            self.optimizer, init_lr=0.0 if warmup else o.lr, max_lr=o.lr, min_lr=o.min_lr,
+            lr_warmup_steps=warmup, lr_decay_steps=steps, lr_decay_style=o.decay_style,
+            start_wd=o.weight_decay, end_wd=o.weight_decay, wd_incr_steps=steps,
+            wd_incr_style="constant")
+
+    def _build_data(self) -> None:
+        from srft_megatron.training.data import StepBatches, build_train_dataset
+
+        d, t = self.cfg.data, self.cfg.train
+        self.dataset = build_train_dataset(
+            d.prefixes, d.weights, seq_length=self.cfg.model.seq_length,
+            num_samples=t.steps * t.global_batch_size, seed=d.seed, pack=d.pack, cache_dir=d.cache_dir)
+        self.batches = StepBatches(self.dataset, global_batch_size=t.global_batch_size,
+                                   micro_batch_size=t.micro_batch_size, dp_rank=self.dp_rank,
+                                   dp_size=self.dp_size)
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    @property
+    def ckpt_root(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def _has_resume_checkpoint(self) -> bool:
+        from srft_megatron.training.checkpoint import latest_checkpoint
+
+        return self.cfg.checkpoint.resume and latest_checkpoint(self.ckpt_root) is not None
+
+    def _restore(self) -> None:
+        from srft_megatron.training.checkpoint import latest_checkpoint, load_train_checkpoint
+
+        if not self.cfg.checkpoint.resume:
+            return
+        ckpt = latest_checkpoint(self.ckpt_root)
+        if ckpt is None:
+            return
+        state = load_train_checkpoint(ckpt, model_chunks=self.model, optimizer=self.optimizer,
+                                      scheduler=self.scheduler)
+        self.step = int(state["step"])
+        self.consumed_samples = int(state["consumed_samples"])
+        self._log_line(f"resumed from {ckpt} at step {self.step}")
+
+    def save(self) -> Path:
+        from srft_megatron.training.checkpoint import save_train_checkpoint
+
+        path = save_train_checkpoint(
+            self.ckpt_root, self.step, model_chunks=self.model, optimizer=self.optimizer,
+            scheduler=self.scheduler, shape=self.shape,
+            trainer_state={"step": self.step, "consumed_samples": self.consumed_samples})
+        self._log_line(f"saved checkpoint {path}")
+        return path
+
+    # ---- one step ------------------------------------------------------------------------
+    def _forward_step(self, weight_sum: torch.Tensor):
+        from srft_megatron.training.data import block_causal_mask, packed_seq_params
+        from srft_megatron.training.loss import loss_func_for
+
+        device = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
+
+        def forward_step(data_iterator, model):
+            mb = next(data_iterator)
+            tokens = mb["tokens"].to(device)
+            kwargs: dict[str, Any] = {}
+            if self.use_te:
+                attention_mask = None
+                if self.cfg.data.pack:
+                    kwargs["packed_seq_params"] = packed_seq_params(mb["segment_ids"].to(device))
+            else:
+                attention_mask = block_causal_mask(mb["segment_ids"].to(device))
+            output = model(tokens, mb["position_ids"].to(device), attention_mask,
+                           labels=mb["labels"].to(device), **kwargs)
+            return output, loss_func_for(mb["loss_weights"].to(device), weight_sum)
+
+        return forward_step
+
+    def train_step(self) -> dict[str, Any]:
+        from megatron.core import parallel_state as ps
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        from srft_megatron.training.loss import global_weight_sum
+
+        start = time.perf_counter()
+        micro = self.batches.micro_batches(self.step)
+        weight_sum = global_weight_sum(micro, ps.get_data_parallel_group())
+        for chunk in self.model:
+            chunk.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        iters = [iter(micro) for _ in self.model]
+        reports = get_forward_backward_func()(
+            forward_step_func=self._forward_step(weight_sum),
+            data_iterator=iters if len(iters) > 1 else iters[0],
+            model=self.model, num_microbatches=len(micro), seq_length=self.cfg.model.seq_length,
+            micro_batch_size=self.cfg.train.micro_batch_size, forward_only=False)
+        update_ok, grad_norm, _ = self.optimizer.step()
+        self.scheduler.step(increment=1)
+        self.step += 1
+        self.consumed_samples += self.cfg.train.global_batch_size
+        return self._step_record(micro, reports, weight_sum, grad_norm, update_ok,
+                                 time.perf_counter() - start)
+
+    def _step_record(self, micro, reports, weight_sum, grad_norm, update_ok, seconds) -> dict[str, Any]:
+        from megatron.core import parallel_state as ps
+
+        from srft_megatron.training.metrics import step_flops
+
+        dev = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
+        # [sum w*nll, sum w] from the last stage; real tokens and attention pairs from the data.
+        stats = torch.zeros(4, dtype=torch.float64, device=dev)
+        if ps.is_pipeline_last_stage(ignore_virtual=True):
+            for r in reports:
+                stats[:2] += r["weighted_nll"].to(dev)
+        stats[2] = sum(int(mb["num_real_tokens"]) for mb in micro)
+        stats[3] = sum(int(mb["attn_pairs"]) for mb in micro)
+        dist.all_reduce(stats, group=ps.get_data_parallel_group())
+        if ps.get_pipeline_model_parallel_world_size() > 1:
+            dist.broadcast(stats, src=ps.get_pipeline_model_parallel_last_rank(),
+                           group=ps.get_pipeline_model_parallel_group())
+        wnll, wsum, tokens, pairs = (float(x) for x in stats.tolist())
+        world = dist.get_world_size()
+        flops = step_flops(self.shape, int(tokens), int(pairs))
+        return {
+            "step": self.step,
+            "loss": wnll / wsum if wsum > 0 else 0.0,
+            "grad_norm": float(grad_norm) if grad_norm is not None else None,
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "tokens": int(tokens),
+            "weighted_tokens": float(weight_sum),
+            "weighted_fraction": float(weight_sum) / tokens if tokens else 0.0,
+            "tokens_per_s": tokens / seconds,
+            "tflops_per_gpu": flops / seconds / world / 1e12,
+            "step_time_s": seconds,
+            "consumed_samples": self.consumed_samples,
+            "update_ok": bool(update_ok),
+        }
+
+    # ---- the loop ------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_requested = True
+
+    def _should_stop(self) -> bool:
+        flag = torch.tensor([1.0 if self._stop_requested else 0.0],
+                            device=torch.cuda.current_device() if torch.cuda.is_available() else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def train(self) -> int:
+        from tqdm import tqdm
+
+        from srft_megatron.training.metrics import MetricsWriter
+
+        if self.is_logger:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml(), encoding="utf-8")
+        metrics = MetricsWriter(self.run_dir, enabled=self.is_logger,
+                                tensorboard=self.cfg.logging.tensorboard,
+                                wandb_project=self.cfg.logging.wandb_project,
+                                wandb_run_name=self.cfg.logging.wandb_run_name,
+                                config=self.cfg.to_dict())
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        ck, t = self.cfg.checkpoint, self.cfg.train
+        last_saved = self.step if self.step > 0 else -1
+        bar = tqdm(total=t.steps, initial=self.step, disable=not self.is_logger, desc="train",
+                   unit="step")
+        try:
+            while self.step < t.steps:
+                record = self.train_step()
+                if self.step % self.cfg.logging.log_interval == 0 or self.step == t.steps:
+                    metrics.log(record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", gnorm=f"{record['grad_norm'] or 0:.3f}")
+                if not math.isfinite(record["loss"]):
+                    self._log_line(f"non-finite loss at step {self.step}; stopping")
+                    return 1
+                if ck.save_interval and self.step % ck.save_interval == 0:
+                    self.save()
+                    last_saved = self.step
+                if (t.exit_after_step is not None and self.step >= t.exit_after_step) or self._should_stop():
+                    break
+        finally:
+            bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if ck.save_on_exit and self.step != last_saved and self.step > 0:
+                self.save()
+            metrics.close()
+        return 0
+
+    def _log_line(self, text: str) -> None:
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            print(f"[srft train] {text}", flush=True)
