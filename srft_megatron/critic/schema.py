@@ -2,7 +2,7 @@
 
 Why bounded: vLLM decodes under the schema (`response_format` json_schema, xgrammar), so every
 bound we state is one the model cannot break: exactly K entries, entry k has step number k,
-labels from the enum, confidence in [0, 1], an `ideal_path` string of bounded length. A bound
+labels from the enum, an optional confidence in [0, 1], an `ideal_path` string of bounded length. A bound
 we leave out is room for a weak (or random) model to ramble until `max_tokens` and return a
 truncated, invalid answer. The same schema validates the answer again on our side (jsonschema),
 because a server may ignore it (vLLM silently ignores the old `guided_json` field) and because
@@ -40,7 +40,7 @@ def label_schema(num_steps: int, ideal_path_chars: int = 1200, confidence: bool 
                                  "label": {"type": "string", "enum": list(LABELS)}}
         if confidence:
             props["confidence"] = {"type": "number", "minimum": 0, "maximum": 1}
-        entries.append({"type": "object", "properties": props, "required": list(props),
+        entries.append({"type": "object", "properties": props, "required": ["step", "label"],
                         "additionalProperties": False})
     steps = {"type": "array", "minItems": num_steps, "maxItems": num_steps,
              "prefixItems": entries, "items": False}

@@ -29,7 +29,7 @@ from srft_megatron.critic.prompt import PromptTemplate
 from srft_megatron.errors import InputError
 from srft_megatron.trajectory import Trajectory
 
-MIN_CAP = 48  # tokens an observation keeps at the least (head + tail)
+MIN_CAP = 16  # tokens a cut message keeps at the least (head + tail)
 CUT_MARK = "\n[... {n} tokens cut ...]\n"
 
 

@@ -1,0 +1,53 @@
+"""Fixtures of the critic tests: normalised trajectories from shared data, and real vLLM replicas.
+
+The corpus is made with `srft ingest` from the shared examples (read in place) into a temporary
+directory; copies under new ids make it long enough that a kill lands mid-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from srft_megatron.cli import main as srft
+
+
+@pytest.fixture(scope="session")
+def trajectories(tmp_path_factory, traj_dir) -> Path:
+    """The shared examples as normalised trajectories.jsonl (8 trajectories, 84 steps)."""
+    out = tmp_path_factory.mktemp("critic-data") / "trajectories.jsonl"
+    inputs = sorted(str(p) for p in traj_dir.glob("*.traj")) + [str(traj_dir / "swesmith_rows_sample.jsonl")]
+    assert srft(["ingest", *inputs, "-o", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def corpus(trajectories, tmp_path_factory) -> Path:
+    """`copies` renamed copies of every shared trajectory (ids `ID~cN`): 48 trajectories."""
+    copies = 6
+    rows = [json.loads(line) for line in trajectories.read_text().splitlines() if line.strip()]
+    out = tmp_path_factory.mktemp("critic-corpus") / "corpus.jsonl"
+    with open(out, "w") as handle:
+        for c in range(copies):
+            for row in rows:
+                handle.write(json.dumps(dict(row, id=f"{row['id']}~c{c}")) + "\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from tests.vllm_server import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2") / "model")
+
+
+@pytest.fixture(scope="session")
+def vllm_replicas(tiny_model):
+    """Two real vLLM CPU servers (one core each) serving the tiny model as `tiny`."""
+    from tests.vllm_server import start_servers
+
+    servers = start_servers(tiny_model, 2, max_model_len=8192)
+    yield servers
+    for server in servers:
+        server.stop()
