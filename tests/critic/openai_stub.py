@@ -9,6 +9,8 @@ the test process). Modes:
 - `valid`: a valid answer built from the request's `response_format` schema (all steps `good`);
 - `error500`: HTTP 500 to every completion request.
 
+`delay` (seconds) makes each completion slow, like a loaded replica.
+
     with StubServer("valid") as stub:
         stub.url        # http://127.0.0.1:PORT/v1
         stub.requests   # completion requests received
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 GARBAGE = "Sure! Here are the labels: step one looks good, step two is ~harmful~ <|im_end|>"
@@ -64,6 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         payload = json.loads(self.rfile.read(length))
         with self.server.lock:
             self.server.requests += 1
+        time.sleep(self.server.delay)
         if self.server.mode == "error500":
             self._send(500, {"error": "stub failure"})
             return
@@ -80,8 +84,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class StubServer:
-    def __init__(self, mode: str = "valid", model: str = "tiny", max_model_len: int = 65536, port: int | None = None):
-        self.mode, self.model, self.max_model_len = mode, model, max_model_len
+    def __init__(self, mode: str = "valid", model: str = "tiny", max_model_len: int = 65536, port: int | None = None,
+                 delay: float = 0.0):
+        self.mode, self.model, self.max_model_len, self.delay = mode, model, max_model_len, delay
         self.port = port or free_port()
         self._past_requests = 0  # served by earlier starts
         self._server: _Server | None = None
@@ -94,7 +99,7 @@ class StubServer:
     def start(self) -> "StubServer":
         server = _Server(("127.0.0.1", self.port), _Handler)
         server.mode, server.model, server.max_model_len = self.mode, self.model, self.max_model_len
-        server.requests, server.lock = 0, self._lock
+        server.requests, server.lock, server.delay = 0, self._lock, self.delay
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return self

@@ -1,0 +1,94 @@
+"""The labeller against our own OpenAI-compatible servers: garbage answers, 5xx, a replica that
+is down at the start and comes back, and resuming. (Real vLLM: test_label_vllm.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+
+from srft_megatron.cli import main as srft
+from srft_megatron.critic.client import PoolConfig
+from srft_megatron.critic.labeller import LabelConfig, Labeller
+from srft_megatron.critic.prompt import load_prompt
+from srft_megatron.critic.transcript import TokenCounter
+from srft_megatron.trajectory import LabelRecord, read_trajectories
+from tests.critic.openai_stub import GARBAGE, StubServer
+
+
+def lines(path):
+    return [json.loads(line) for line in open(path) if line.strip()] if path.exists() else []
+
+
+def label_args(trajectories, out, tiny_model, *endpoints, extra=()):
+    args = ["label", "--trajectories", str(trajectories), "-o", str(out), "--model", "tiny",
+            "--tokenizer", str(tiny_model), "--quiet", "--retries", "2", "--ideal-path-chars", "32"]
+    for ep in endpoints:
+        args += ["--endpoint", ep]
+    return args + list(extra)
+
+
+def test_garbage_answers_are_retried_then_recorded_as_failures(trajectories, tiny_model, tmp_path, capsys):
+    out = tmp_path / "labels.jsonl"
+    with StubServer("garbage") as stub:
+        rc = srft(label_args(trajectories, out, tiny_model, stub.url, extra=["--invalid-retries", "2"]))
+        n = sum(1 for _ in read_trajectories(str(trajectories)))
+        assert rc == 1 and lines(out) == []
+        assert stub.requests == 3 * n  # each asked 1 + 2 times
+    failures = lines(tmp_path / "labels.jsonl.failures.jsonl")
+    assert len(failures) == n and len({f["id"] for f in failures}) == n
+    for f in failures:
+        assert f["reason"].startswith("invalid answer after 3 attempts: not valid JSON")
+        assert len(f["attempts"]) == 3 and all(a["raw"] == GARBAGE for a in f["attempts"])
+    assert f"{n} failures recorded" in capsys.readouterr().err
+
+
+def test_server_errors_are_retried_then_recorded(trajectories, tiny_model, tmp_path):
+    out = tmp_path / "labels.jsonl"
+    with StubServer("error500") as stub:
+        rc = srft(label_args(trajectories, out, tiny_model, stub.url,
+                             extra=["--eject-after", "1000", "--all-down-timeout", "5"]))
+        n = sum(1 for _ in read_trajectories(str(trajectories)))
+        assert rc == 1 and stub.requests == 3 * n  # 1 + --retries 2
+    failures = lines(tmp_path / "labels.jsonl.failures.jsonl")
+    assert len(failures) == n and all("HTTP 500" in f["reason"] for f in failures)
+    # a later run against a healthy server retries exactly the failed ones
+    with StubServer("valid") as good:
+        assert srft(label_args(trajectories, out, tiny_model, good.url)) == 0
+        assert good.requests == n
+    assert sorted(r["id"] for r in lines(out)) == sorted(t.id for _, t in read_trajectories(str(trajectories)))
+
+
+def test_a_replica_down_at_start_is_taken_back_when_healthy(corpus, tiny_model, tmp_path):
+    a = StubServer("valid", delay=0.05).start()
+    b = StubServer("valid", delay=0.05)  # not started yet
+    config = LabelConfig(model="tiny", endpoints=[a.url, b.url], template=load_prompt(None), tokenizer=str(tiny_model),
+                         ideal_path_chars=32, pool=PoolConfig(max_in_flight=2, health_interval=0.1, retries=2))
+    labeller = Labeller(config, TokenCounter.load(str(tiny_model)))
+    timer = threading.Timer(1.0, b.start)
+    timer.start()
+    try:
+        totals = asyncio.run(labeller.run(str(corpus), str(tmp_path / "l.jsonl"), str(tmp_path / "f.jsonl"),
+                                          progress=False))
+    finally:
+        timer.cancel()
+        a.stop()
+        b.stop()
+    n = sum(1 for _ in read_trajectories(str(corpus)))
+    assert totals.labelled == n and totals.failed == 0
+    stats = {s["url"]: s for s in totals.endpoints}
+    assert stats[b.url]["readmissions"] == 1 and stats[b.url]["served"] > 0 and b.requests > 0
+    assert stats[a.url]["served"] + stats[b.url]["served"] == n
+    records = lines(tmp_path / "l.jsonl")
+    assert len({r["id"] for r in records}) == len(records) == n
+    by_id = {t.id: t for _, t in read_trajectories(str(corpus))}
+    for r in records:
+        LabelRecord.from_json(r, num_steps=by_id[r["id"]].num_steps)
+
+
+def test_wrong_model_name_is_a_clear_error(trajectories, tiny_model, tmp_path, capsys):
+    with StubServer("valid", model="other") as stub:
+        rc = srft(label_args(trajectories, tmp_path / "l.jsonl", tiny_model, stub.url))
+    assert rc == 2 and "not 'tiny'" in capsys.readouterr().err
