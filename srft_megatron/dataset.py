@@ -135,7 +135,9 @@ class WeightedDocuments:
         return len(self.tokens)
 
     def document(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.tokens[index], self.weights[index]
+        """Copies of one document's tokens and weights (safe to keep after this object is gone:
+        the raw IndexedDataset arrays are mmap views that die with it)."""
+        return np.array(self.tokens[index]), np.array(self.weights[index])
 
 
 def open_dataset(prefix: str | os.PathLike) -> WeightedDocuments:

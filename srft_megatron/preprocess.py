@@ -63,6 +63,7 @@ class DocResult:
     error: InputError | None = None
     seconds: float = 0.0
     rendered_tokens: int = 0
+    line: int | None = None
 
 
 _STATE: dict[str, Any] = {}
@@ -77,7 +78,7 @@ def _process(item: tuple[dict, dict | None]) -> DocResult:
     start = time.perf_counter()
     traj_json, label_json = item
     traj = Trajectory.from_json(traj_json)
-    result = DocResult(traj.id, traj.resolved)
+    result = DocResult(traj.id, traj.resolved, line=traj_json.get("_line"))
     try:
         labels = LabelRecord.from_json(label_json, num_steps=traj.num_steps) if label_json else None
         policy: WeightPolicy = _STATE["policy"]
@@ -159,14 +160,19 @@ class _Stats:
 
 def _inputs(job: PreprocessJob, rejects: RejectLog, stats: _Stats) -> Iterator[tuple[dict, dict | None]]:
     labels: dict[str, LabelRecord] = {}
+    bad_label_ids: set[str] = set()
     if job.labels:
         labels, errors = read_labels(job.labels)
         for err in errors:
             _reject(job, rejects, stats, err)
+            if err.traj_id:
+                bad_label_ids.add(err.traj_id)
     for line, traj in read_trajectories(job.trajectories):
         if isinstance(traj, InputError):
             _reject(job, rejects, stats, traj)
             continue
+        if traj.id in bad_label_ids:
+            continue  # already rejected once, with its label record's reason and id
         rec = labels.get(traj.id)
         if rec is not None and len(rec.steps) != traj.num_steps:
             _reject(job, rejects, stats, InputError(
@@ -206,8 +212,7 @@ def run_preprocess(job: PreprocessJob) -> dict[str, Any]:
         try:
             for res in tqdm(results, desc="preprocess", unit="traj", disable=not job.progress):
                 if res.error is not None:
-                    line_file = job.trajectories
-                    _reject(job, rejects, stats, res.error.located(file=line_file))
+                    _reject(job, rejects, stats, res.error.located(file=job.trajectories, line=res.line))
                     continue
                 stats.add(res)
                 if res.token_ids is not None:
