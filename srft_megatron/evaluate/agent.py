@@ -1,0 +1,123 @@
+"""Run the agent scaffold (mini-swe-agent's SWE-bench batch runner) against our endpoint.
+
+Why mini-swe-agent: it is the light, maintained SWE-agent scaffold with a batch runner for
+SWE-bench that writes exactly what the harness reads (`preds.json`, keyed by instance id)
+plus one trajectory per instance, and it resumes by itself: instances already in
+`preds.json` are skipped on a rerun. It lives in .venv-agent (scripts/agent_venv.sh); we
+run it as a subprocess:
+
+    .venv-agent/bin/python -m minisweagent.run.benchmarks.swebench --subset verified --split test \\
+        -o RUN/rollout-01/agent -c swebench.yaml -c RUN/rollout-01/agent_overlay.yaml
+
+The overlay points its litellm model at the vLLM server (`openai/SERVED_NAME` with
+`api_base`), sets the sampling temperature and a per-rollout seed, and turns off cost
+tracking (a self-hosted model has no price). Everything is written to the rollout directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from srft_megatron.io import atomic_open
+
+PREDS = "preds.json"  # mini-swe-agent's predictions file in its output directory
+
+
+class AgentError(RuntimeError):
+    """The agent runner failed (the message carries the tail of its log)."""
+
+
+@dataclass
+class AgentConfig:
+    python: str                     # .venv-agent's interpreter
+    dataset: str                    # mini-swe-agent --subset: a name (verified, lite) or a dataset dir
+    split: str = "test"
+    config: str = "swebench.yaml"   # mini-swe-agent config: a builtin name or a path
+    model_class: str = "litellm"    # litellm (tool calls) or litellm_textbased (actions in text)
+    environment_class: str = "docker"
+    workers: int = 4
+    temperature: float = 0.0
+    max_tokens: int | None = None
+    instance_ids: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # extra KEY=VALUE config specs
+    timeout_s: float | None = None
+
+
+def instance_filter(ids: list[str]) -> str:
+    """A regex that matches exactly these ids (mini-swe-agent's --filter uses re.match)."""
+    return "^(" + "|".join(re.escape(i) for i in ids) + ")$"
+
+
+def write_overlay(path: Path, cfg: AgentConfig, endpoint: str, served_name: str, seed: int) -> None:
+    kwargs = {"api_base": endpoint, "api_key": "EMPTY", "temperature": cfg.temperature, "seed": seed}
+    if cfg.max_tokens:
+        kwargs["max_tokens"] = cfg.max_tokens
+    overlay = {
+        "model": {"model_name": f"openai/{served_name}", "model_class": cfg.model_class,
+                  "model_kwargs": kwargs, "cost_tracking": "ignore_errors"},
+        "agent": {"cost_limit": 0},  # no price for a self-hosted model: limit steps, not dollars
+        "environment": {"environment_class": cfg.environment_class},
+    }
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(overlay, handle, sort_keys=False)
+
+
+def agent_command(cfg: AgentConfig, out_dir: Path, overlay: Path) -> list[str]:
+    cmd = [cfg.python, "-m", "minisweagent.run.benchmarks.swebench", "--subset", cfg.dataset,
+           "--split", cfg.split, "-o", str(out_dir), "-w", str(cfg.workers), "-c", cfg.config,
+           "-c", str(overlay)]
+    for spec in cfg.overrides:
+        cmd += ["-c", spec]
+    if cfg.instance_ids:
+        cmd += ["--filter", instance_filter(cfg.instance_ids)]
+    return cmd
+
+
+def count_predictions(out_dir: Path) -> int:
+    try:
+        return len(json.loads((out_dir / PREDS).read_text()))
+    except (OSError, ValueError):
+        return 0
+
+
+def run_agent(cfg: AgentConfig, rollout_dir: Path, endpoint: str, served_name: str, seed: int,
+              progress=None) -> Path:
+    """Run one rollout of the agent; return its predictions file. Resumes a partial rollout."""
+    out_dir = rollout_dir / "agent"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overlay = rollout_dir / "agent_overlay.yaml"
+    write_overlay(overlay, cfg, endpoint, served_name, seed)
+    env = dict(os.environ, MSWEA_COST_TRACKING="ignore_errors", MSWEA_SILENT_STARTUP="1",
+               MSWEA_GLOBAL_CONFIG_DIR=str(rollout_dir / ".mswea"), OPENAI_API_KEY="EMPTY")
+    log_path = rollout_dir / "agent.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(agent_command(cfg, out_dir, overlay), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, cwd=rollout_dir)
+        start, seen = time.monotonic(), -1
+        while proc.poll() is None:
+            done = count_predictions(out_dir)
+            if progress is not None and done != seen:
+                progress(done)
+                seen = done
+            if cfg.timeout_s and time.monotonic() - start > cfg.timeout_s:
+                proc.kill()
+                proc.wait()
+                raise AgentError(f"agent timed out after {cfg.timeout_s:.0f} s; log: {log_path}")
+            time.sleep(1.0)
+    if progress is not None:
+        progress(count_predictions(out_dir))
+    preds = out_dir / PREDS
+    if proc.returncode != 0:
+        raise AgentError(f"agent exited with code {proc.returncode}; last lines of {log_path}:\n"
+                         + "\n".join(log_path.read_text(errors="replace").splitlines()[-25:]))
+    if not preds.exists():
+        raise AgentError(f"agent finished without writing {preds} (no instances selected?); log: {log_path}")
+    return preds
