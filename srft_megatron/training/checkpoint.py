@@ -182,6 +182,44 @@ def _train_sharded_state_dict(model_chunks, optimizer, is_loading: bool,
     return sharded
 
 
+def _init_optimizer_state(optimizer) -> None:
+    """A fresh optimizer has no Adam state yet; the loading state dict needs its shapes (and,
+    for torch's Adam, a `step`), so take one zero-gradient step first, as Megatron does.
+    The loaded checkpoint then overwrites every value."""
+    for opt in getattr(optimizer, "chained_optimizers", [optimizer]):
+        if opt.optimizer is None or all(len(s) for s in opt.optimizer.state.values()) and opt.optimizer.state:
+            continue
+        if hasattr(opt, "_init_optimizer_states_with_dummy_values"):
+            opt._init_optimizer_states_with_dummy_values()
+        else:
+            for group in opt.optimizer.param_groups:
+                for param in group["params"]:
+                    param.grad = torch.zeros_like(param)
+            opt.optimizer.step()
+            opt.optimizer.zero_grad()
+
+
+def _restore_adam_step(optimizer, loaded_optimizer: dict[str, Any]) -> None:
+    """torch Adam keeps its bias-correction counter in a per-parameter `step` tensor; megatron's
+    dp_reshardable load leaves the dummy value from `_init_optimizer_state` there (measured:
+    exp_avg/exp_avg_sq/main params come back exact, `step` does not). Restore it from the
+    saved param groups so the first update after resume equals the uninterrupted one."""
+    groups = (loaded_optimizer.get("optimizer") or {}).get("param_groups") or []
+    steps = {g["step"] for g in groups if "step" in g}
+    if len(steps) != 1:
+        return
+    step = float(steps.pop())
+    for opt in getattr(optimizer, "chained_optimizers", [optimizer]):
+        if opt.optimizer is None:
+            continue
+        for state in opt.optimizer.state.values():
+            if "step" in state:
+                state["step"] = torch.tensor(step, dtype=torch.float32)
+        for group in opt.optimizer.param_groups:
+            if "step" in group:
+                group["step"] = step
+
+
 def save_train_checkpoint(run_ckpt_dir: str | os.PathLike, step: int, *, model_chunks, optimizer,
                           scheduler, trainer_state: dict[str, Any], shape=None) -> Path:
     """Save everything needed for an exact resume as `RUN/checkpoints/iter_%07d`."""
@@ -224,6 +262,7 @@ def load_train_checkpoint(ckpt_dir: str | os.PathLike, *, model_chunks, optimize
     if saved_mp != {k: v for k, v in _layout().items() if k != "dp"}:
         raise ConfigError(f"resuming {ckpt_dir} needs the same tensor/pipeline layout "
                           f"{saved_mp} (use train.init_from to load only its weights at another layout)")
+    _init_optimizer_state(optimizer)
     with torch.no_grad():
         sharded = _train_sharded_state_dict(model_chunks, optimizer, True, None)
         if not same_layout:
@@ -231,6 +270,7 @@ def load_train_checkpoint(ckpt_dir: str | os.PathLike, *, model_chunks, optimize
         loaded = dist_checkpointing.load(sharded, str(ckpt_dir))
         _load_into_model(model_chunks, loaded)
         optimizer.load_state_dict(loaded["optimizer"])
+        _restore_adam_step(optimizer, loaded["optimizer"])
     scheduler.load_state_dict(loaded["scheduler"])
     if same_layout and loaded.get("rng_state") is not None:
         _set_rng_state(loaded["rng_state"])
