@@ -1,0 +1,198 @@
+"""The paper's experiment matrix: train, convert and evaluate every row with one command.
+
+Each row (base, naive, RFT, unresolved-only, unresolved-masked, SRFT, all-masked) is one
+`srft launch` pipeline (preprocess → train → convert → evaluate) in its own run directory,
+made from the matrix config's shared pipeline with the row's policy filled in; the base row
+only evaluates the base model. On SLURM the rows are submitted detached, so they run in
+parallel, each an afterok chain; `report` then compares them with `srft report-eval`.
+
+    .venv/bin/python launch/experiment_matrix.py configs/experiments/paper.yaml launch
+    .venv/bin/python launch/experiment_matrix.py configs/experiments/paper.yaml launch --rows srft,rft --dry-run
+    .venv/bin/python launch/experiment_matrix.py configs/experiments/paper.yaml specs      # write specs only
+    .venv/bin/python launch/experiment_matrix.py configs/experiments/paper.yaml report     # table, CIs, plot
+
+Row values substituted here: {row} {policy} {trajectories} {labels} {base_model} {train_config};
+the run-dir placeholders ({datasets}, {train}, {hf}, {eval}, ...) are left to `srft launch`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from srft_megatron.errors import ConfigError  # noqa: E402
+from srft_megatron.policy import PRESETS  # noqa: E402
+
+_TOP_KEYS = {"name", "runs_root", "trajectories", "labels", "base_model", "train_config", "rows", "compare",
+             "pipeline"}
+ROW_KEYS = ("row", "policy", "trajectories", "labels", "base_model", "train_config")
+
+
+@dataclass
+class Row:
+    name: str
+    policy: str | None          # None: evaluate the base model only
+    run_dir: Path
+    spec_path: Path
+    spec: dict
+
+
+def load_matrix(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the matrix config: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a matrix config is a mapping")
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    missing = sorted({"runs_root", "rows", "pipeline"} - set(raw))
+    if unknown or missing:
+        raise ConfigError(f"{path}: unknown keys {unknown} / missing keys {missing}")
+    for name, row in raw["rows"].items():
+        row = row or {}
+        if not row.get("evaluate_only") and row.get("policy") not in PRESETS:
+            raise ConfigError(f"{path}: row {name!r} needs a policy from {', '.join(PRESETS)} "
+                              "(or evaluate_only: true)")
+    for pair in raw.get("compare", []) or []:
+        if len(pair) != 2 or any(p not in raw["rows"] for p in pair):
+            raise ConfigError(f"{path}: compare entry {pair} must name two rows")
+    return raw
+
+
+def _fill(value, values: dict[str, str]):
+    """Substitute only the row placeholders; leave `srft launch`'s own for it."""
+    if isinstance(value, str):
+        for key, val in values.items():
+            value = value.replace("{" + key + "}", val)
+        return value
+    if isinstance(value, list):
+        return [_fill(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, values) for k, v in value.items()}
+    return value
+
+
+def build_rows(matrix: dict, base_dir: Path, only: list[str] | None = None) -> list[Row]:
+    """One pipeline spec (the `srft launch` format) per selected row."""
+    root = (base_dir / matrix["runs_root"]).resolve()
+    names = list(matrix["rows"])
+    if only:
+        bad = [r for r in only if r not in names]
+        if bad:
+            raise ConfigError(f"--rows names {bad}, not rows of the matrix ({', '.join(names)})")
+        names = [n for n in names if n in only]
+    rows = []
+    for name in names:
+        conf = matrix["rows"][name] or {}
+        policy = None if conf.get("evaluate_only") else conf["policy"]
+        values = {"row": name, "policy": policy or "none",
+                  **{k: str(matrix.get(k, "")) for k in ROW_KEYS if k not in ("row", "policy")}}
+        spec = copy.deepcopy(matrix["pipeline"])
+        if policy is None:  # the base model: evaluate it as it is
+            spec["stages"] = {"evaluate": spec["stages"]["evaluate"]}
+            spec["stages"]["evaluate"]["args"] = [a.replace("{hf}", "{base_model}")
+                                                  for a in spec["stages"]["evaluate"]["args"]]
+        spec = _fill(spec, values)
+        spec["name"] = f"{matrix.get('name', 'matrix')}-{name}"
+        rows.append(Row(name, policy, root / name, root / "specs" / f"{name}.yaml", spec))
+    return rows
+
+
+def write_specs(matrix: dict, rows: list[Row], base_dir: Path) -> None:
+    for row in rows:
+        row.spec_path.parent.mkdir(parents=True, exist_ok=True)
+        row.spec_path.write_text(yaml.safe_dump(row.spec, sort_keys=False))
+        if row.policy is not None and matrix.get("train_config"):
+            src = (base_dir / matrix["train_config"]).resolve()
+            if not src.is_file():
+                raise ConfigError(f"train_config {src} not found")
+            (row.run_dir / "configs").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, row.run_dir / "configs" / "train.yaml")
+
+
+def validate(rows: list[Row]) -> None:
+    """Check every spec with the launch pipeline's own parser (keys, stages, placeholders)."""
+    from srft_megatron.launch.pipeline import build_pipeline
+    from srft_megatron.launch.rundir import RunDir
+
+    for row in rows:
+        build_pipeline(row.spec, RunDir.at(row.run_dir), REPO, source=str(row.spec_path))
+
+
+def launch(rows: list[Row], *, dry_run: bool, executor: str | None) -> int:
+    srft = [str(REPO / ".venv" / "bin" / "srft"), "launch"]
+    failed = []
+    for row in rows:
+        cmd = srft + [str(row.spec_path), "--run-dir", str(row.run_dir)]
+        if executor:
+            cmd += ["--executor", executor]
+        kind = executor or row.spec.get("executor", {}).get("kind", "slurm")
+        if dry_run:
+            cmd.append("--dry-run")
+        elif kind == "slurm":
+            cmd.append("--detach")  # rows run in parallel; each row is its own afterok chain
+        print(f"[{row.name}] {' '.join(cmd)}", flush=True)
+        if subprocess.run(cmd).returncode != 0:
+            failed.append(row.name)
+    if failed:
+        print(f"rows that failed to launch or run: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def report_command(matrix: dict, rows: list[Row], out: Path) -> list[str]:
+    cmd = [str(REPO / ".venv" / "bin" / "srft"), "report-eval"]
+    for row in rows:
+        cmd += ["--run", f"{row.name}={row.run_dir / 'eval'}"]
+    names = {r.name for r in rows}
+    for a, b in matrix.get("compare", []) or []:
+        if a in names and b in names:
+            cmd += ["--compare", a, b]
+    return cmd + ["--out", str(out)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("matrix", help="matrix config (configs/experiments/*.yaml)")
+    parser.add_argument("action", choices=["specs", "launch", "report"],
+                        help="specs: write one pipeline spec per row; launch: specs + `srft launch` per row; "
+                             "report: `srft report-eval` over the rows' evaluations")
+    parser.add_argument("--rows", default=None, help="comma-separated subset of rows (default: all)")
+    parser.add_argument("--dry-run", action="store_true", help="launch: print the sbatch scripts, submit nothing")
+    parser.add_argument("--executor", choices=["slurm", "local"], default=None, help="override executor.kind")
+    parser.add_argument("--base-dir", default=".", help="directory that relative paths in the config start from")
+    parser.add_argument("--out", default=None, help="report: output directory (default RUNS_ROOT/report)")
+    args = parser.parse_args(argv)
+    try:
+        matrix = load_matrix(args.matrix)
+        base = Path(args.base_dir)
+        only = [r.strip() for r in args.rows.split(",")] if args.rows else None
+        rows = build_rows(matrix, base, only)
+        if args.action == "report":
+            out = Path(args.out) if args.out else (base / matrix["runs_root"] / "report")
+            return subprocess.run(report_command(matrix, rows, out)).returncode
+        write_specs(matrix, rows, base)
+        validate(rows)
+        for row in rows:
+            print(f"{row.name}: {row.spec_path} -> run dir {row.run_dir}")
+        if args.action == "specs":
+            return 0
+        return launch(rows, dry_run=args.dry_run, executor=args.executor)
+    except ConfigError as exc:
+        print(f"experiment_matrix: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
