@@ -15,9 +15,8 @@ venv=${1:-$root/.venv-launch}
 lock=$root/launch/requirements-nemorun.lock
 stamp=$venv/.lock-sha256
 want=$(sha256sum "$lock" | cut -d' ' -f1)
-if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
-   && "$venv/bin/python" -c 'import nemo_run' 2>/dev/null; then
-  exit 0
+if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  exit 0   # the stamp is written only after `import nemo_run` worked with exactly this lock
 fi
 if [ ! -x "$venv/bin/python" ]; then
   py=$(bash "$root/scripts/find_python312.sh")

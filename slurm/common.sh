@@ -79,3 +79,11 @@ srft_banner() {
   echo "srft: job ${SLURM_JOB_ID:-?} (${SLURM_JOB_NAME:-?}) restart ${SLURM_RESTART_COUNT:-0} on" \
        "${SLURM_JOB_NODELIST:-?} at $(date -u +%FT%TZ); run dir $SRFT_RUN_DIR" >&2
 }
+
+# One task on one node running `srft STAGE ARGS...` (preprocess, convert, evaluate, ingest).
+# srft_megatron.launch.entry resolves run-time references such as @latest:DIR (the newest
+# checkpoint named by DIR/latest) before handing over to the srft CLI.
+srft_single_stage() {
+  srft_run_step srun --nodes=1 --ntasks=1 --kill-on-bad-exit=1 "${SRUN_CONTAINER[@]}" \
+    "$SRFT_PYTHON" -m srft_megatron.launch.entry "$@"
+}

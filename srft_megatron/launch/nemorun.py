@@ -39,7 +39,9 @@ def stage_script(stage: StageSpec, repo: Path, python: str) -> run.Script:
     entry = stage.env.get("SRFT_ENTRY")
     if entry:  # a script file instead of the srft module (e.g. a fork's trainer)
         return run.Script(path=entry, entrypoint=python, args=[stage.name, *stage.args])
-    return run.Script(path="srft_megatron.cli", m=True, entrypoint=python, args=[stage.name, *stage.args])
+    # python stages go through launch.entry, which resolves run-time references (@latest:DIR)
+    module = "srft_megatron.cli" if stage.kind == "torchrun" else "srft_megatron.launch.entry"
+    return run.Script(path=module, m=True, entrypoint=python, args=[stage.name, *stage.args])
 
 
 def _env(stage: StageSpec, ex: ExecutorSpec, run_dir: RunDir, repo: Path) -> dict[str, str]:

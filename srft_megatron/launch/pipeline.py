@@ -11,8 +11,9 @@ directory, the spec says exactly what was launched. Stage arguments may use plac
     stages:
       preprocess: {args: [--trajectories, "{data}/trajectories.jsonl", ...]}
       train: {nodes: 4, gpus_per_node: 8, nproc_per_node: 8, args: [--config, ..., --run-dir, "{train}"]}
-      convert: {args: [to-hf, --checkpoint, "{train}", --output, "{hf}"]}
+      convert: {args: [to-hf, --checkpoint, "@latest:{train}/checkpoints", --output, "{hf}"]}
 
+`@latest:DIR` is resolved when the job starts (`entry.py`): the newest checkpoint in DIR.
 Stages always run in pipeline order (`STAGE_ORDER`); each waits for the previous selected one
 (`afterok`), so a failed stage stops everything after it.
 """
@@ -41,7 +42,7 @@ DEFAULT_ARGS: dict[str, list[str]] = {
                    "--policy", "srft", "--tokenizer", "qwen2.5", "--seq-length", "32768",
                    "--output-prefix", "{datasets}/srft"],
     "train": ["--config", "{configs}/train.yaml", "--run-dir", "{train}"],
-    "convert": ["to-hf", "--checkpoint", "{train}", "--output", "{hf}"],
+    "convert": ["to-hf", "--checkpoint", "@latest:{train}/checkpoints", "--output", "{hf}", "--overwrite"],
     "evaluate": ["--model", "{hf}", "--output", "{eval}"],
 }
 

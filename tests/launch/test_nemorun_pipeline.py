@@ -110,5 +110,5 @@ def test_dry_run_prints_srun_and_torchrun_lines(slurm_cluster, launch_python, tm
     assert srun.rstrip().endswith(f"{FAKE_TRAIN} train --config {tmp_path}/run/datasets/tiny.meta.json "
                                   f"--run-dir {tmp_path}/run/train steps=2")
     pre = out[out.index("##### stage preprocess"):out.index("##### stage train")]
-    assert "python -m srft_megatron.cli preprocess --trajectories" in pre
+    assert "python -m srft_megatron.launch.entry preprocess --trajectories" in pre
     assert not list((tmp_path / "run" / "logs").iterdir())   # nothing was submitted
