@@ -24,8 +24,8 @@ def trajectories(tmp_path_factory, traj_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def corpus(trajectories, tmp_path_factory) -> Path:
-    """`copies` renamed copies of every shared trajectory (ids `ID~cN`): 48 trajectories."""
-    copies = 6
+    """`copies` renamed copies of every shared trajectory (ids `ID~cN`): 32 trajectories."""
+    copies = 4
     rows = [json.loads(line) for line in trajectories.read_text().splitlines() if line.strip()]
     out = tmp_path_factory.mktemp("critic-corpus") / "corpus.jsonl"
     with open(out, "w") as handle:
