@@ -1,0 +1,77 @@
+"""Bad configs fail with a one-line error before any process group starts (exit code 2)."""
+
+from __future__ import annotations
+
+import pytest
+import torch.distributed as dist
+
+from srft_megatron import cli
+from srft_megatron.errors import ConfigError
+from srft_megatron.model.configs import QWEN2_SHAPES, Qwen2Shape, get_shape
+from srft_megatron.training.config import load_config, validate
+
+from .helpers import TINY_CONFIG, make_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("cfgdata") / "d", n_docs=4)
+
+
+def _run(args, capsys):
+    code = cli.main(["train", "--config", str(TINY_CONFIG), "--run-dir", "/nonexistent/run", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("parallel.tensor=3", "parallel.tensor=3 does not divide num_attention_heads=4"),
+    ("model.seq_length=4096", "model.seq_length=4096 exceeds tiny's max_position_embeddings=2048"),
+    ("parallel.pipeline=4", "num_layers=2 is not divisible by pipeline x virtual stages = 4"),
+    ("train.global_batch_size=3", "train.global_batch_size=3 is not divisible"),
+    ("model.precision=fp16", "model.precision must be one of"),
+    ("train.stepz=3", "unknown key train.stepz"),
+])
+def test_bad_config_is_one_clear_line(dataset, capsys, override, message, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "12")  # as under torchrun: 12 divides by 3 and 4
+    code, err = _run([f"data.prefixes=[{dataset}]", override], capsys)
+    assert code == 2
+    assert len(err) == 1 and message in err[0], err
+    assert not dist.is_initialized()
+
+
+def test_missing_dataset(tmp_path, capsys):
+    code, err = _run([f"data.prefixes=[{tmp_path}/nope]"], capsys)
+    assert code == 2 and len(err) == 1
+    assert "data.prefixes" in err[0] and f"{tmp_path}/nope" in err[0]
+    assert not dist.is_initialized()
+
+
+def test_world_size_must_match_layout(dataset, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    cfg = load_config(TINY_CONFIG, [f"data.prefixes=[{dataset}]", "parallel.tensor=2"])
+    with pytest.raises(ConfigError, match="world size 3 is not divisible by tensor x pipeline = 2 x 1"):
+        validate(cfg, 3)
+
+
+def test_overrides_types_and_lists(dataset):
+    cfg = load_config(TINY_CONFIG, [f"data.prefixes=[{dataset},{dataset}]", "data.weights=[0.3,0.7]",
+                                    "optimizer.lr=1e-4", "train.steps=7"])
+    assert cfg.data.prefixes == [str(dataset)] * 2 and cfg.data.weights == [0.3, 0.7]
+    assert cfg.optimizer.lr == 1e-4 and cfg.train.steps == 7
+    with pytest.raises(ConfigError, match="train.steps: expected an integer"):
+        load_config(TINY_CONFIG, ["train.steps=abc"])
+
+
+def test_hf_config_round_trip_and_param_counts():
+    # Published totals: 0.49B, 1.54B, 3.09B, 7.62B, 14.7B, 32.8B parameters.
+    expected = {"qwen2.5-0.5b": 0.494, "qwen2.5-1.5b": 1.544, "qwen2.5-3b": 3.086,
+                "qwen2.5-7b": 7.616, "qwen2.5-14b": 14.770, "qwen2.5-32b": 32.764,
+                "qwen2.5-coder-32b-instruct": 32.764}
+    for name, billions in expected.items():
+        shape = QWEN2_SHAPES[name]
+        assert round(shape.num_parameters() / 1e9, 3) == billions, name
+        back = Qwen2Shape.from_hf_config(shape.to_hf_config(), seq_length=shape.seq_length)
+        assert back == shape
+    with pytest.raises(ConfigError, match="unknown model"):
+        get_shape("qwen9-1t")
