@@ -1,0 +1,7 @@
+"""Evaluation on SWE-bench with repeated rollouts and honest statistics.
+
+Modules: `serve` (vLLM server), `agent` (mini-swe-agent rollouts), `harness` (swebench
+`run_evaluation`), `rollouts` (the resumable run directory of `srft evaluate`), `reports`
+(reading the harness's summary reports and prediction files), `stats` (resolved %, mean ± std,
+pass@k, paired bootstrap), `report` and `plot` (what `srft report-eval` prints and writes).
+"""

@@ -58,8 +58,17 @@ def test_harness_without_docker_fails_clearly(agent_python, traj_dir, tmp_path):
     assert not (tmp_path / "rollout-01" / "report.json").exists()
 
 
+def _critic_script(name: str):
+    """The critic stage's scripts (tiny model builder, vLLM venv); this test reuses them."""
+    path = ROOT / "scripts" / name
+    if not path.exists():
+        pytest.skip(f"scripts/{name} (the critic stage's) is not in this checkout")
+    return path
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
+    _critic_script("make_tiny_hf_model.py")
     out = tmp_path_factory.mktemp("tiny") / "tiny-qwen2"
     subprocess.run([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "make_tiny_hf_model.py"),
                     str(out)], check=True, capture_output=True, timeout=300)
@@ -68,7 +77,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vllm_python():
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "vllm_venv.sh")], capture_output=True, text=True,
+    proc = subprocess.run(["bash", str(_critic_script("vllm_venv.sh"))], capture_output=True, text=True,
                           timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout.strip().splitlines()[-1]
