@@ -39,8 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        description="megatron-core dist checkpoint (any TP/PP) -> HF directory.")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="dist checkpoint directory")
     p.add_argument("--output", required=True, metavar="DIR", help="HF directory to write")
-    p.add_argument("--tokenizer", default="qwen2.5",
-                   help="tokenizer to ship: an HF directory or 'qwen2.5' (default); 'none' for no files")
+    p.add_argument("--tokenizer", default="auto",
+                   help="tokenizer to ship: an HF directory, 'qwen2.5' (offline build), 'none', or 'auto' "
+                        "(default: the files of the HF directory the checkpoint was converted from, else qwen2.5)")
     p.add_argument("--model", default=None,
                    help="model shape (QWEN2_SHAPES name or config.json) if the checkpoint records none")
     p.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"),

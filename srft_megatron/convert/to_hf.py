@@ -12,6 +12,7 @@ complete.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,18 @@ from srft_megatron.errors import InputError
 OUT_DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
               "float16": torch.float16, "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
 _DTYPE_NAMES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
+
+
+def source_hf_dir(ckpt_dir: str) -> Path | None:
+    """The HF directory a from-hf checkpoint was converted from, if it still exists."""
+    from srft_megatron.errors import ConfigError
+    from srft_megatron.training.checkpoint import read_marker
+
+    try:
+        source = read_marker(ckpt_dir).get("converted_from")
+    except ConfigError:
+        return None
+    return Path(source) if source and Path(source).is_dir() else None
 
 
 def checkpoint_hf_config(ckpt_dir: str, model: str | None = None) -> dict[str, Any]:
@@ -49,11 +62,15 @@ def checkpoint_hf_config(ckpt_dir: str, model: str | None = None) -> dict[str, A
     return dict(recorded)
 
 
-def convert_megatron_to_hf(ckpt_dir: str, output: str, *, tokenizer: str | None = "qwen2.5",
+def convert_megatron_to_hf(ckpt_dir: str, output: str, *, tokenizer: str | None = "auto",
                            model: str | None = None, dtype: str = "auto",
                            max_shard_bytes: int = DEFAULT_SHARD_BYTES, overwrite: bool = False,
                            progress: bool = True) -> Path:
-    """Write the HF directory; returns its path. `tokenizer=None` writes no tokenizer files."""
+    """Write the HF directory; returns its path.
+
+    `tokenizer`: an HF directory or a name for `load_tokenizer`; "auto" takes the tokenizer
+    files (and generation_config.json) of the HF directory the checkpoint was converted from
+    when it is still there, else the offline "qwen2.5" tokenizer; None writes none."""
 
     if dtype not in OUT_DTYPES:
         raise InputError(f"dtype must be one of {', '.join(OUT_DTYPES)}, got {dtype!r}")
@@ -72,8 +89,9 @@ def convert_megatron_to_hf(ckpt_dir: str, output: str, *, tokenizer: str | None 
     emb_key = ckpt.resolve(*_embedding_request())[0]
     dims = attention_dims(shape, megatron_vocab_size=ckpt.global_shape(emb_key)[0])
     out_dtype = OUT_DTYPES[dtype] or ckpt.dtype()
-    config.update(torch_dtype=_DTYPE_NAMES.get(out_dtype, "bfloat16"), architectures=["Qwen2ForCausalLM"])
-    config.pop("dtype", None)
+    # `dtype` for transformers >= 5, `torch_dtype` for older readers (vLLM's pinned transformers)
+    dtype_name = _DTYPE_NAMES.get(out_dtype, "bfloat16")
+    config.update(dtype=dtype_name, torch_dtype=dtype_name, architectures=["Qwen2ForCausalLM"])
     names = expected_hf_names(shape.num_layers, tied=tied)
     with staged_directory(output, overwrite=overwrite) as stage:
         writer = ShardedSafetensorsWriter(stage, max_shard_bytes)
@@ -86,7 +104,14 @@ def convert_megatron_to_hf(ckpt_dir: str, output: str, *, tokenizer: str | None 
         if sorted(written) != sorted(names):  # the table and the writer disagree: never ship that
             raise RuntimeError(f"wrote {len(written)} tensors, expected {len(names)}")
         (stage / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        write_generation_config(stage, config)
+        source = source_hf_dir(ckpt_dir) if tokenizer == "auto" else None
+        if source is not None and (source / "generation_config.json").is_file():
+            shutil.copy2(source / "generation_config.json", stage / "generation_config.json")
+        else:
+            write_generation_config(stage, config)
+        if tokenizer == "auto":
+            has_files = source is not None and any((source / n).is_file() for n in ("tokenizer.json", "vocab.json"))
+            tokenizer = str(source) if has_files else "qwen2.5"
         if tokenizer is not None:
             write_tokenizer(stage, tokenizer)
     return Path(output)

@@ -58,7 +58,8 @@ def converted(tmp_path_factory):
     the verify reports of the single-process launch ({name: report})."""
     base = tmp_path_factory.mktemp("convert")
     hf = {"tied": save_tiny_qwen2(base / "hf-tied", tied=True, seed=1),
-          "untied": save_tiny_qwen2(base / "hf-untied", tied=False, seed=2),
+          "untied": save_tiny_qwen2(base / "hf-untied", tied=False, seed=2, tokenizer=True),
+          "bf16": save_tiny_qwen2(base / "hf-bf16", tied=False, seed=4, dtype=torch.bfloat16),
           "qwen-vocab": save_tiny_qwen2(base / "hf-qwen-vocab", tied=True, vocab_size=151936, seed=3)}
     swapped = _swap_gate_up(hf["tied"], base / "hf-tied-swapped")
     out: dict[str, tuple[Path, Path]] = {}
@@ -70,7 +71,8 @@ def converted(tmp_path_factory):
             jobs[tp * pp].append(f"from-hf:{hf[model]}:{out[name][1]}:{tp}:{pp}")
     _ok(_run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
               str(WORKER), *jobs[2]]))
-    one = list(jobs[1])
+    out["bf16-tp1-pp1"] = (hf["bf16"], base / "ckpt-bf16")
+    one = jobs[1] + [f"from-hf:{hf['bf16']}:{out['bf16-tp1-pp1'][1]}:1:1"]
     one += [f"verify:{hf['untied']}:{out['untied-tp1-pp2'][1]}:64",
             f"verify:{swapped}:{out['tied-tp2-pp1'][1]}:64"]
     proc = _ok(_run([sys.executable, str(WORKER), *one]))
@@ -102,6 +104,17 @@ def test_round_trip_is_bitwise(converted, tmp_path, model, layout):
     assert count == 2 * 12 + 2 + (model == "untied")  # 12 tensors a layer, embed + norm (+ lm_head)
 
 
+def test_bf16_model_round_trips_bitwise_in_bf16(converted, tmp_path):
+    hf_dir, ckpt = converted[0]["bf16-tp1-pp1"]
+    assert json.loads((ckpt / "srft_checkpoint.json").read_text())["precision"] == "bf16"
+    out = convert_megatron_to_hf(str(ckpt), str(tmp_path / "hf"), tokenizer=None, progress=False)
+    assert _assert_bitwise_equal(hf_dir, out) == 27
+    with HFCheckpointReader(out) as reader:
+        assert reader.get("model.embed_tokens.weight").dtype == torch.bfloat16
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["dtype"] == cfg["torch_dtype"] == "bfloat16" and cfg["rope_theta"] == 1e6
+
+
 def test_exported_dir_loads_in_transformers_and_generates(converted, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -113,9 +126,9 @@ def test_exported_dir_loads_in_transformers_and_generates(converted, tmp_path):
     index = json.loads((out / "model.safetensors.index.json").read_text())
     shards = sorted(set(index["weight_map"].values()))
     assert len(shards) > 1 and all((out / s).is_file() for s in shards)
-    for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
-        assert (out / name).is_file(), name
-    assert json.loads((out / "generation_config.json").read_text())["eos_token_id"]
+    # tokenizer files and generation config come from the HF directory it was converted from
+    for name in ("generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+        assert (out / name).read_bytes() == (hf_dir / name).read_bytes(), name
     assert AutoTokenizer.from_pretrained(str(out))("Hello world")["input_ids"] == [9707, 1879]
     model = AutoModelForCausalLM.from_pretrained(str(out), local_files_only=True).eval()
     original = AutoModelForCausalLM.from_pretrained(str(hf_dir), local_files_only=True).eval()

@@ -41,9 +41,15 @@ def tiny_qwen2_model(*, vocab_size: int = 250, num_layers: int = 2, tied: bool =
     return model.eval()
 
 
-def save_tiny_qwen2(out_dir: str | Path, **kwargs) -> Path:
+def save_tiny_qwen2(out_dir: str | Path, dtype: torch.dtype = torch.float32, tokenizer: bool = False,
+                    **kwargs) -> Path:
+    """Save a tiny model (in `dtype`), optionally with the offline Qwen2.5 tokenizer files."""
     out_dir = Path(out_dir)
-    tiny_qwen2_model(**kwargs).save_pretrained(str(out_dir))
+    tiny_qwen2_model(**kwargs).to(dtype).save_pretrained(str(out_dir))
+    if tokenizer:
+        from srft_megatron import load_tokenizer
+
+        load_tokenizer("qwen2.5").save_pretrained(str(out_dir))
     return out_dir
 
 
