@@ -120,4 +120,24 @@ def run_agent(cfg: AgentConfig, rollout_dir: Path, endpoint: str, served_name: s
                          + "\n".join(log_path.read_text(errors="replace").splitlines()[-25:]))
     if not preds.exists():
         raise AgentError(f"agent finished without writing {preds} (no instances selected?); log: {log_path}")
+    _retry_environment_failures(out_dir, log_path)
     return preds
+
+
+def _retry_environment_failures(out_dir: Path, log_path: Path) -> None:
+    """Instances whose environment never started must not count as attempts.
+
+    mini-swe-agent records them in preds.json with an empty patch but saves no trajectory
+    (the agent never ran), and on a rerun skips every id already in preds.json. Left alone,
+    a node without Docker would produce a "done" rollout that resolves nothing. We take them
+    out of preds.json (so the rerun retries them) and fail the step."""
+    preds_path = out_dir / PREDS
+    preds = json.loads(preds_path.read_text())
+    failed = sorted(iid for iid in preds if not (out_dir / iid / f"{iid}.traj.json").exists())
+    if not failed:
+        return
+    with atomic_open(preds_path, "w", encoding="utf-8") as handle:
+        json.dump({k: v for k, v in preds.items() if k not in failed}, handle, indent=2)
+    raise AgentError(f"{len(failed)} of {len(preds)} instances failed before the agent started (their "
+                     f"environment did not start, e.g. no Docker; first: {failed[0]}; see {log_path}); "
+                     "they were taken out of preds.json and run again on the next try")

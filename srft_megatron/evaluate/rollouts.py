@@ -126,9 +126,11 @@ def evaluate(settings: EvalSettings, progress_factory=None) -> list[Path]:
                 rdir = rollout_dir(run, r)
                 bar = progress_factory(f"rollout {r}/{settings.rollouts}: agent") if progress_factory else None
                 update = (lambda n, bar=bar: bar.update(n - bar.n)) if bar is not None else None
-                run_agent(agent_cfg, rdir, url, settings.served_name, settings.seed + r, progress=update)
-                if bar is not None:
-                    bar.close()
+                try:
+                    run_agent(agent_cfg, rdir, url, settings.served_name, settings.seed + r, progress=update)
+                finally:
+                    if bar is not None:
+                        bar.close()
                 write_json(rdir / "agent.done", {"predictions": count_predictions(rdir / "agent")})
     reports = []
     if settings.harness == "skip":

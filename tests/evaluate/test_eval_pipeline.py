@@ -66,6 +66,22 @@ def _critic_script(name: str):
     return path
 
 
+@pytest.mark.skipif(_docker_reachable(), reason="Docker is reachable here: the environment would start")
+def test_agent_environment_failures_are_not_counted_as_attempts(agent_python, tmp_path):
+    """Without Docker the agent's environment never starts: the rollout must fail, not be 'done'
+    with empty patches, and the instance must be retried on the next try."""
+    dataset = tmp_path / "instances.jsonl"
+    dataset.write_text(json.dumps(_instance("example__calc-1", "fix calc.add")) + "\n")
+    run = tmp_path / "eval"
+    cmd = [SRFT, "evaluate", "--endpoint", "http://127.0.0.1:9/v1", "--served-name", "none", "--subset",
+           str(dataset), "--rollouts", "1", "--output", str(run), "--environment", "docker", "--agent-workers", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "1 of 1 instances failed before the agent started" in proc.stderr
+    assert json.loads((run / "rollout-01" / "agent" / "preds.json").read_text()) == {}
+    assert not (run / "rollout-01" / "agent.done").exists()
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     _critic_script("make_tiny_hf_model.py")
