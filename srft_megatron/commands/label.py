@@ -12,7 +12,8 @@ append-only and flushed per record: run the same command again after a crash or 
 it labels only what is missing. Failures (invalid answers after retries, requests that cannot be
 served, bad input records) go to OUTPUT.failures.jsonl with their reasons and raw answers, and are
 retried on the next run unless --skip-failed. Exit code: 0 when every trajectory is labelled,
-1 when some failed, 2 on bad input or configuration.
+1 when some failed, 2 on bad input or configuration, 3 when no replica answers (what was labelled
+before is kept; rerun to resume).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -154,6 +155,8 @@ class Labeller:
             finally:
                 self.totals.endpoints = [e.stats() for e in pool.endpoints]
                 await pool.close()
+        if Path(failures).exists() and Path(failures).stat().st_size == 0:
+            Path(failures).unlink()  # no failure, ever: no side file to puzzle over
         self.totals.elapsed_s = time.monotonic() - start
         return self.totals
 

@@ -86,9 +86,26 @@ def test_a_replica_down_at_start_is_taken_back_when_healthy(corpus, tiny_model, 
     by_id = {t.id: t for _, t in read_trajectories(str(corpus))}
     for r in records:
         LabelRecord.from_json(r, num_steps=by_id[r["id"]].num_steps)
+    assert not (tmp_path / "f.jsonl").exists()  # no failure: no side file
 
 
 def test_wrong_model_name_is_a_clear_error(trajectories, tiny_model, tmp_path, capsys):
     with StubServer("valid", model="other") as stub:
         rc = srft(label_args(trajectories, tmp_path / "l.jsonl", tiny_model, stub.url))
     assert rc == 2 and "not 'tiny'" in capsys.readouterr().err
+
+
+def test_bad_input_records_go_to_the_failures_file(trajectories, tiny_model, tmp_path):
+    good = [line for line in trajectories.read_text().splitlines() if line.strip()][:2]
+    bad = tmp_path / "t.jsonl"
+    bad.write_text("\n".join([good[0], "{not json", good[0], '{"id": "x", "messages": []}', good[1]]) + "\n")
+    out = tmp_path / "labels.jsonl"
+    with StubServer("valid") as stub:
+        assert srft(label_args(bad, out, tiny_model, stub.url)) == 1
+        assert stub.requests == 2
+    assert len(lines(out)) == 2
+    reasons = {f["line"]: f["error"] for f in lines(tmp_path / "labels.jsonl.failures.jsonl")}
+    assert set(reasons) == {2, 3, 4}
+    assert "t.jsonl:2" in reasons[2] and "malformed JSON" in reasons[2]
+    assert "duplicate trajectory id" in reasons[3]
+    assert "t.jsonl:4, trajectory x" in reasons[4]
