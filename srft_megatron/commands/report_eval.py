@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicates", type=int, default=10_000, help="bootstrap replicates (default 10000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; same seed, same CI)")
     parser.add_argument("--confidence", type=float, default=0.95, help="CI level (default 0.95)")
+    parser.add_argument("--partial", action="store_true",
+                        help="accept `srft evaluate` run directories with fewer scored rollouts than asked for")
     parser.add_argument("--out", default=None, help="directory for report.md, report.json and report.png")
     parser.add_argument("--instances", type=int, default=20,
                         help="per-instance rows shown in the terminal (all go to the Markdown; default 20)")
@@ -42,16 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from srft_megatron.evaluate.report import build_report, print_terminal, write_outputs
-    from srft_megatron.evaluate.reports import expand_report_paths, load_model_results
+    from srft_megatron.evaluate.reports import load_model_results
 
     names = [name for name, _ in args.run]
     if len(set(names)) != len(names):
         raise InputError(f"each --run needs its own NAME, got {names}")
     tables, sources = [], {}
     for name, specs in args.run:
-        table, reports = load_model_results(name, specs)
+        table, reports = load_model_results(name, specs, partial=args.partial)
         tables.append(table)
-        sources[name] = [str(p) for spec in specs for p in expand_report_paths(spec)]
+        sources[name] = [str(r.path) for r in reports]
     compare = [tuple(pair) for pair in args.compare]
     if not compare and len(tables) == 2:
         compare = [(tables[0].name, tables[1].name)]

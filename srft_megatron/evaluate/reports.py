@@ -92,28 +92,41 @@ def read_harness_report(path: str | Path) -> HarnessReport:
                          data.get("schema_version"))
 
 
-def expand_report_paths(spec: str | Path) -> list[Path]:
-    """A report file, or an `srft evaluate` run directory (its rollout-*/report.json)."""
+def expand_report_paths(spec: str | Path, partial: bool = False) -> list[Path]:
+    """A report file, or an `srft evaluate` run directory (its rollout-*/report.json).
+
+    A run directory whose eval.json asked for more rollouts than are scored is an error
+    unless `partial`: a report over 5 of 7 rollouts must be a choice, not an accident."""
     path = Path(spec)
     if path.is_dir():
         reports = sorted(path.glob(f"rollout-*/{ROLLOUT_REPORT}"))
         if not reports:
             raise InputError(f"no rollout-*/{ROLLOUT_REPORT} in this directory (is it an `srft evaluate` "
                              "run whose harness step finished?)", file=str(path))
+        settings = path / "eval.json"
+        if settings.is_file() and not partial:
+            wanted = int(json.loads(settings.read_text()).get("rollouts", 0))
+            have = {p.parent.name for p in reports}
+            missing = [f"rollout-{r:02d}" for r in range(1, wanted + 1) if f"rollout-{r:02d}" not in have]
+            if missing:
+                raise InputError(f"only {wanted - len(missing)} of {wanted} rollouts are scored (missing "
+                                 f"{', '.join(missing)}); finish them with `srft evaluate` or pass --partial",
+                                 file=str(path))
         return reports
     if not path.exists():
         raise InputError("harness report not found", file=str(path))
     return [path]
 
 
-def load_model_results(name: str, specs: list[str | Path]) -> tuple[ResultTable, list[HarnessReport]]:
+def load_model_results(name: str, specs: list[str | Path],
+                       partial: bool = False) -> tuple[ResultTable, list[HarnessReport]]:
     """Read one model's rollouts into a `ResultTable`.
 
     Every rollout must cover the same benchmark: equal `total_instances` (else the resolved
     rates have different denominators and cannot be averaged). Instances a report does not
     name at all (older reports without `incomplete_ids`) become rows `<unlisted-k>` that
     are unresolved everywhere, so the denominator stays `total_instances`."""
-    paths = [p for spec in specs for p in expand_report_paths(spec)]
+    paths = [p for spec in specs for p in expand_report_paths(spec, partial)]
     if not paths:
         raise InputError(f"model {name!r}: no reports given")
     reports = [read_harness_report(p) for p in paths]

@@ -99,6 +99,11 @@ def test_report_eval_reads_run_directories_and_rejects_bad_k(harness_reports, tm
     assert "pass@3 needs at least 3 rollouts" in capsys.readouterr().err
     assert srft(["report-eval", "--run", f"x={tmp_path}"]) == 2
     assert "no rollout-*/report.json" in capsys.readouterr().err
+    # a run directory that asked for 4 rollouts but has 3 scored: an error unless --partial
+    (run / "eval.json").write_text(json.dumps({"rollouts": 4}))
+    assert srft(["report-eval", "--run", f"srft={run}"]) == 2
+    assert "only 3 of 4 rollouts are scored (missing rollout-04)" in capsys.readouterr().err
+    assert srft(["report-eval", "--run", f"srft={run}", "--partial"]) == 0
 
 
 def test_report_eval_help_runs_as_a_command():
