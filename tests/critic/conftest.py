@@ -42,9 +42,11 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2") / "model")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vllm_replicas(tiny_model):
-    """Two real vLLM CPU servers (one core each) serving the tiny model as `tiny`."""
+    """Two real vLLM CPU servers (one core each) serving the tiny model as `tiny`.
+
+    Module-scoped: their ~5 GiB are given back as soon as the module's tests are done."""
     from tests.vllm_server import start_servers
 
     servers = start_servers(tiny_model, 2, max_model_len=8192)

@@ -7,7 +7,6 @@ import asyncio
 import json
 import threading
 
-import pytest
 
 from srft_megatron.cli import main as srft
 from srft_megatron.critic.client import PoolConfig

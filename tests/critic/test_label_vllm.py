@@ -1,7 +1,7 @@
 """`srft label` against two real vLLM CPU servers (tiny random Qwen2): routing, replica loss,
 labeller kill + resume. The random model's labels mean nothing; these tests assert the machinery.
 
-The replicas are session-scoped (~30 s to start, ~2.5 GiB each); the test that kills a replica
+The replicas are module-scoped (~30 s to start, ~2.5 GiB each); the test that kills a replica
 runs last in this module."""
 
 from __future__ import annotations
