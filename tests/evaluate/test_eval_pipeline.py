@@ -3,10 +3,10 @@
 The harness test runs swebench's `run_evaluation` on the real SWE-agent predictions file; it
 reads the predictions and the dataset and then needs Docker, which our machines lack: the
 call must end in one clear error, not a fake report. The end-to-end test serves a tiny
-random-weight Qwen2 with vLLM (the critic's scripts: scripts/vllm_venv.sh,
-scripts/make_tiny_hf_model.py), lets mini-swe-agent (local environment, not Docker) query it
-on one toy instance and checks that the answers came from that server and that a
-predictions file was written; then the harness step stops at the same Docker error, and a
+random-weight Qwen2 with vLLM (venv and model from tests/vllm_server.py; the server itself is
+started by `srft evaluate`'s own serving code, which is under test), lets mini-swe-agent
+(local environment, not Docker) query it on one toy instance and checks that the answers came
+from that server and that a predictions file was written; then the harness step stops at the same Docker error, and a
 rerun resumes at the harness without starting the agent again."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from srft_megatron.evaluate.agent import instance_filter
 from srft_megatron.evaluate.harness import HarnessConfig, HarnessUnavailable, run_harness
 from srft_megatron.evaluate.reports import read_predictions
 from tests.evaluate.conftest import ROOT
+from tests.vllm_server import build_tiny_model, vllm_python
 
 SRFT = str(ROOT / ".venv" / "bin" / "srft")
 
@@ -58,14 +59,6 @@ def test_harness_without_docker_fails_clearly(agent_python, traj_dir, tmp_path):
     assert not (tmp_path / "rollout-01" / "report.json").exists()
 
 
-def _critic_script(name: str):
-    """The critic stage's scripts (tiny model builder, vLLM venv); this test reuses them."""
-    path = ROOT / "scripts" / name
-    if not path.exists():
-        pytest.skip(f"scripts/{name} (the critic stage's) is not in this checkout")
-    return path
-
-
 @pytest.mark.skipif(_docker_reachable(), reason="Docker is reachable here: the environment would start")
 def test_agent_environment_failures_are_not_counted_as_attempts(agent_python, tmp_path):
     """Without Docker the agent's environment never starts: the rollout must fail, not be 'done'
@@ -84,33 +77,21 @@ def test_agent_environment_failures_are_not_counted_as_attempts(agent_python, tm
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    _critic_script("make_tiny_hf_model.py")
-    out = tmp_path_factory.mktemp("tiny") / "tiny-qwen2"
-    subprocess.run([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "make_tiny_hf_model.py"),
-                    str(out)], check=True, capture_output=True, timeout=300)
-    return out
-
-
-@pytest.fixture(scope="module")
-def vllm_python():
-    proc = subprocess.run(["bash", str(_critic_script("vllm_venv.sh"))], capture_output=True, text=True,
-                          timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout.strip().splitlines()[-1]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen2")
 
 
 @pytest.mark.vllm
 @pytest.mark.slow
 @pytest.mark.skipif(_docker_reachable(), reason="Docker is reachable here: the harness would really run")
 def test_evaluate_serves_runs_agent_writes_predictions_then_stops_at_docker(
-        agent_python, vllm_python, tiny_model, tmp_path):
+        agent_python, tiny_model, tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "calc.py").write_text("def add(a, b):\n    return a - b\n")
     dataset = tmp_path / "instances.jsonl"
     dataset.write_text(json.dumps(_instance("example__calc-1", "add(2, 3) returns -1; fix calc.add")) + "\n")
     run = tmp_path / "eval-tiny"
-    cmd = [SRFT, "evaluate", "--model", str(tiny_model), "--served-name", "tiny", "--vllm-python", vllm_python,
+    cmd = [SRFT, "evaluate", "--model", str(tiny_model), "--served-name", "tiny", "--vllm-python", str(vllm_python()),
            "--vllm-cpu", "--tool-call-parser", "none", "--max-model-len", "32768", "--subset", str(dataset),
            "--rollouts", "1", "--output", str(run), "--agent-config", "swebench_xml.yaml",
            "--model-class", "litellm_textbased", "--environment", "local", "--agent-set",
