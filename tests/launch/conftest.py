@@ -85,3 +85,36 @@ def launch_python() -> Path:
     if proc.returncode != 0:
         pytest.fail(f"scripts/nemorun_venv.sh failed:\n{proc.stderr[-3000:]}")
     return ROOT / ".venv-launch" / "bin" / "python"
+
+
+EXAMPLES = ROOT / "examples"
+SRFT = ROOT / ".venv" / "bin" / "srft"
+SEQ = 1024   # the tiny model trains at this length on CPU; the examples fit after cutting
+
+
+def ingest_args(out: str) -> list[str]:
+    """`srft ingest` of the repo's bundled example trajectories (8, with resolved status)."""
+    return [*map(str, sorted((EXAMPLES / "trajectories").glob("*.traj"))), "-o", out,
+            "--resolved", str(EXAMPLES / "resolved.jsonl"), "--quiet"]
+
+
+def preprocess_args(trajectories: str, prefix: str) -> list[str]:
+    return ["--trajectories", trajectories, "--labels", str(EXAMPLES / "labels.jsonl"), "--policy", "srft",
+            "--tokenizer", "qwen2.5", "--seq-length", str(SEQ), "--output-prefix", prefix, "--workers", "1",
+            "--quiet"]
+
+
+def train_overrides(prefix: str, steps: int) -> list[str]:
+    """configs/tiny.yaml with the real Qwen2.5 vocabulary, 1 sample per rank per step."""
+    return ["model.name=tiny-qwen-vocab", f"model.seq_length={SEQ}", f"train.steps={steps}",
+            "train.global_batch_size=2", "train.micro_batch_size=1", f"data.prefixes=[{prefix}]"]
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> str:
+    """The bundled examples, ingested and preprocessed (tokens + loss weights): a dataset prefix."""
+    out = tmp_path_factory.mktemp("launch-data")
+    subprocess.run([str(SRFT), "ingest", *ingest_args(str(out / "trajectories.jsonl"))], check=True)
+    subprocess.run([str(SRFT), "preprocess", *preprocess_args(str(out / "trajectories.jsonl"), str(out / "tiny"))],
+                   check=True, stdout=subprocess.DEVNULL)
+    return str(out / "tiny")
