@@ -18,8 +18,6 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from srft_megatron.convert.hf_io import HFCheckpointReader, read_hf_config
 from srft_megatron.convert.mapping import expected_hf_names
 from srft_megatron.convert.megatron_io import attention_dims, fill_from_hf
@@ -99,21 +97,21 @@ def _check_output(output: str, overwrite: bool) -> None:
 
 def _rank_main(hf_dir: str, output: str, tp: int, pp: int, precision: str | None, overwrite: bool) -> None:
     """Body run by every rank (inside torchrun or a spawned local process)."""
+    import torch.distributed as dist
+    from tqdm import tqdm
+
     from srft_megatron.parallel.dims import ParallelDims, initialize, world_from_env
     from srft_megatron.training.checkpoint import save_model_checkpoint
 
     config, shape = check_inputs(hf_dir, tp, pp)
     _check_output(output, overwrite)
     precision = precision or default_precision(config)
-    _, world = world_from_env()
-    if world != tp * pp:
-        raise InputError(f"from-hf runs on exactly tp x pp = {tp * pp} processes, got world size {world}")
-    dims = ParallelDims(tp=tp, pp=pp)
+    try:  # extra processes (world > tp x pp) are data-parallel replicas: megatron saves one copy
+        dims = ParallelDims.from_world(world_from_env()[1], tp=tp, pp=pp)
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
     initialize(dims)
     model = build_stage_model(shape, dims, precision)
-    import torch.distributed as dist
-    from tqdm import tqdm
-
     with HFCheckpointReader(hf_dir) as reader, \
             tqdm(desc="from-hf tensors", unit="tensor", disable=dist.get_rank() != 0) as bar:
         fill_from_hf(model.sharded_state_dict(), reader.get, attention_dims(shape), progress=bar.update)

@@ -16,7 +16,6 @@ memory is one layer plus one output shard, so a 32B model converts on a CPU node
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable, Iterator
 
 import torch
@@ -25,7 +24,6 @@ from srft_megatron.convert.mapping import (AttentionDims, Mapping, active_mappin
                                            mapping_for, megatron_to_hf, split_layer)
 from srft_megatron.errors import InputError
 
-log = logging.getLogger(__name__)
 EMBEDDING_KEY = "embedding.word_embeddings.weight"
 
 
@@ -70,8 +68,7 @@ def concrete_name(sh_ten) -> tuple[str, int | None, str | None]:
                              f"(prepend_axis_num={sh_ten.prepend_axis_num})")
         layer = sh_ten.global_offset[0]
         key = key.replace("decoder.layers.", f"decoder.layers.{layer}.", 1)
-    template, layer = split_layer(key)
-    return key, layer, half
+    return key, split_layer(key)[1], half
 
 
 def fill_from_hf(sharded_state_dict, read_hf: Callable[[str], torch.Tensor], dims: AttentionDims,
@@ -199,6 +196,10 @@ class CheckpointTensors:
 
     def global_shape(self, key: str) -> tuple[int, ...]:
         return tuple(self.meta[key].size)
+
+    def vocab_rows(self) -> int:
+        """Rows of the (possibly padded) Megatron embedding."""
+        return self.meta[self._key(EMBEDDING_KEY)].size[0]
 
     def dtype(self) -> torch.dtype:
         return self.meta[self._key(EMBEDDING_KEY)].properties.dtype

@@ -86,8 +86,7 @@ def convert_megatron_to_hf(ckpt_dir: str, output: str, *, tokenizer: str | None 
     if tied != shape.tie_word_embeddings:
         raise InputError(f"checkpoint {'has no' if tied else 'has an'} output layer but the config says "
                          f"tie_word_embeddings={shape.tie_word_embeddings}", file=str(ckpt_dir))
-    emb_key = ckpt.resolve(*_embedding_request())[0]
-    dims = attention_dims(shape, megatron_vocab_size=ckpt.global_shape(emb_key)[0])
+    dims = attention_dims(shape, megatron_vocab_size=ckpt.vocab_rows())
     out_dtype = OUT_DTYPES[dtype] or ckpt.dtype()
     # `dtype` for transformers >= 5, `torch_dtype` for older readers (vLLM's pinned transformers)
     dtype_name = _DTYPE_NAMES.get(out_dtype, "bfloat16")
@@ -116,8 +115,3 @@ def convert_megatron_to_hf(ckpt_dir: str, output: str, *, tokenizer: str | None 
             write_tokenizer(stage, tokenizer)
     return Path(output)
 
-
-def _embedding_request():
-    from srft_megatron.convert.mapping import QWEN2_MAPPINGS
-
-    return QWEN2_MAPPINGS[0], None

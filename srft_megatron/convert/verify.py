@@ -84,8 +84,7 @@ def load_megatron_model(ckpt_dir: str | Path, shape, precision: str = "fp32"):
     from srft_megatron.training.checkpoint import load_model_checkpoint
 
     initialize(ParallelDims())
-    model = build_gpt_model(shape, precision=precision, use_te=False if not torch.cuda.is_available() else None,
-                            perform_initialization=False)
+    model = build_gpt_model(shape, precision=precision, perform_initialization=False)
     load_model_checkpoint([model], ckpt_dir)
     return model.eval()
 
