@@ -182,7 +182,7 @@ class Demo:
         kept, rejected = sum(counts["kept_steps"].values()), sum(counts["rejected_steps"].values())
         r.facts.append(f"Qwen2.5 tokenizer, policy {self.args.policy}: {counts['documents']} documents, "
                        f"{counts['tokens']} tokens, {counts['weighted_tokens']:.0f} with loss weight; "
-                       f"steps kept {kept}, rejected {rejected} (unresolved harmful), cut at "
+                       f"steps kept {kept}, rejected {rejected}; steps cut at "
                        f"--seq-length {self.args.seq_length}: {counts['steps_cut']}")
         r.outputs.append(("Megatron indexed datasets (tokens + loss weights)", prefix.parent / f"{prefix.name}_*"))
         r.outputs.append(("metadata", meta_path))
@@ -228,7 +228,9 @@ class Demo:
     def generate(self, r: StageResult) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         tok = AutoTokenizer.from_pretrained(self.hf)
         model = AutoModelForCausalLM.from_pretrained(self.hf, dtype=torch.float32)
         first = json.loads(self.trajectories.read_text().splitlines()[0])
@@ -287,18 +289,24 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def cluster_equivalent(demo: Demo) -> str:
+def cluster_equivalent() -> str:
+    """The demo's stages at full size: same commands, bigger data, SLURM for the GPU work."""
+    specs = sorted((REPO / "launch" / "pipelines").glob("*.yaml"))
+    spec = next((p for p in specs if "32b" in p.name), specs[0] if specs else None)
+    spec_text = _rel(spec) if spec else "launch/pipelines/PIPELINE.yaml"
     return "\n".join([
-        "The same pipeline on a cluster (README: 'Running on a SLURM cluster'):",
+        "The same pipeline on a cluster:",
         "  srft ingest runs/*.traj --resolved harness-report.json -o data/trajectories.jsonl",
         "  srft label --trajectories data/trajectories.jsonl -o data/labels.jsonl "
-        "--endpoint http://node1:8000 --endpoint http://node2:8000 --model critic",
+        "--endpoint http://node1:8000 --endpoint http://node2:8000 --model critic   # vLLM replicas",
         "  srft view data/trajectories.jsonl data/labels.jsonl -o data/trajectories.html",
         "  srft preprocess --trajectories data/trajectories.jsonl --labels data/labels.jsonl --policy srft "
         "--tokenizer qwen2.5 --seq-length 32768 --output-prefix data/srft --workers 32",
-        "  srft launch launch/pipelines/<pipeline>.yaml --run-dir runs/qwen32b   "
-        "# sbatch + nemo-run: train (torchrun, TP/PP/DP) -> convert -> evaluate",
         "  srft report data/srft",
+        f"  srft launch {spec_text} --run-dir runs/qwen32b   "
+        "# sbatch + nemo-run: preprocess -> train (torchrun, TP/PP/DP) -> convert -> evaluate",
+        "  # or one stage by hand: SRFT_RUN_DIR=runs/qwen32b SRFT_TRAIN_CONFIG=CONFIG.yaml "
+        "sbatch -N 4 --gpus-per-node=8 slurm/train.sbatch",
     ])
 
 
@@ -319,5 +327,5 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {res.name:<11} {res.seconds:7.1f} s   {where}")
     print(f"  {'total':<11} {total:7.1f} s\n")
     print(f"Open {_rel(demo.out / 'trajectories.html')} in a browser to see which steps are trained and which masked.")
-    print(cluster_equivalent(demo))
+    print(cluster_equivalent())
     return 0

@@ -57,7 +57,7 @@ def test_demo_runs_every_stage_and_says_what_it_produced(demo):
     # report and the closing summary with the cluster equivalent
     assert "weighted" in stdout.split("[8/8] report")[1]
     assert "Summary" in stdout and "total" in stdout
-    assert "The same pipeline on a cluster" in stdout and "srft launch" in stdout
+    assert "The same pipeline on a cluster" in stdout and "srft launch" in stdout and "slurm/train.sbatch" in stdout
 
 
 def test_demo_refuses_to_empty_a_directory_it_did_not_write(tmp_path):
