@@ -11,7 +11,8 @@ parallel, each an afterok chain; `report` then compares them with `srft report-e
     .venv/bin/python launch/experiment_matrix.py configs/experiments/paper.yaml specs      # write specs only
     .venv/bin/python launch/experiment_matrix.py configs/experiments/paper.yaml report     # table, CIs, plot
 
-Row values substituted here: {row} {policy} {trajectories} {labels} {base_model} {train_config};
+Row values substituted here: {row} {policy} {seed} {trajectories} {labels} {base_model}
+{base_checkpoint} {train_config};
 the run-dir placeholders ({datasets}, {train}, {hf}, {eval}, ...) are left to `srft launch`.
 """
 
@@ -34,15 +35,17 @@ if str(REPO) not in sys.path:
 from srft_megatron.errors import ConfigError  # noqa: E402
 from srft_megatron.policy import PRESETS  # noqa: E402
 
-_TOP_KEYS = {"name", "runs_root", "trajectories", "labels", "base_model", "train_config", "rows", "compare",
-             "pipeline"}
-ROW_KEYS = ("row", "policy", "trajectories", "labels", "base_model", "train_config")
+_TOP_KEYS = {"name", "runs_root", "trajectories", "labels", "base_model", "base_checkpoint", "train_config",
+             "seeds", "rows", "compare", "pipeline"}
+ROW_KEYS = ("row", "policy", "seed", "trajectories", "labels", "base_model", "base_checkpoint", "train_config")
 
 
 @dataclass
 class Row:
-    name: str
+    name: str                   # the run's name: the row, or ROW-sSEED with several training seeds
+    group: str                  # the matrix row (the report pools a row's seeds into one model)
     policy: str | None          # None: evaluate the base model only
+    seed: int | None
     run_dir: Path
     spec_path: Path
     spec: dict
@@ -65,6 +68,11 @@ def load_matrix(path: str | Path) -> dict:
         if not row.get("evaluate_only") and row.get("policy") not in PRESETS:
             raise ConfigError(f"{path}: row {name!r} needs a policy from {', '.join(PRESETS)} "
                               "(or evaluate_only: true)")
+    seeds = raw.get("seeds", [None])
+    if not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{path}: seeds must be a list of distinct training seeds")
+    if "seeds" not in raw and "{seed}" in yaml.safe_dump(raw["pipeline"]):
+        raise ConfigError(f"{path}: the pipeline uses {{seed}} but no seeds are given")
     for pair in raw.get("compare", []) or []:
         if len(pair) != 2 or any(p not in raw["rows"] for p in pair):
             raise ConfigError(f"{path}: compare entry {pair} must name two rows")
@@ -85,7 +93,10 @@ def _fill(value, values: dict[str, str]):
 
 
 def build_rows(matrix: dict, base_dir: Path, only: list[str] | None = None) -> list[Row]:
-    """One pipeline spec (the `srft launch` format) per selected row."""
+    """One pipeline spec (the `srft launch` format) per selected row and training seed.
+
+    With several `seeds`, each trained row runs once per seed (run dirs ROW-sSEED), so the
+    report can include training-seed noise (the paper: ~1.1 points) and not only rollout noise."""
     root = (base_dir / matrix["runs_root"]).resolve()
     names = list(matrix["rows"])
     if only:
@@ -93,20 +104,24 @@ def build_rows(matrix: dict, base_dir: Path, only: list[str] | None = None) -> l
         if bad:
             raise ConfigError(f"--rows names {bad}, not rows of the matrix ({', '.join(names)})")
         names = [n for n in names if n in only]
+    seeds = matrix.get("seeds") or [None]
     rows = []
     for name in names:
         conf = matrix["rows"][name] or {}
         policy = None if conf.get("evaluate_only") else conf["policy"]
-        values = {"row": name, "policy": policy or "none",
-                  **{k: str(matrix.get(k, "")) for k in ROW_KEYS if k not in ("row", "policy")}}
-        spec = copy.deepcopy(matrix["pipeline"])
-        if policy is None:  # the base model: evaluate it as it is
-            spec["stages"] = {"evaluate": spec["stages"]["evaluate"]}
-            spec["stages"]["evaluate"]["args"] = [a.replace("{hf}", "{base_model}")
-                                                  for a in spec["stages"]["evaluate"]["args"]]
-        spec = _fill(spec, values)
-        spec["name"] = f"{matrix.get('name', 'matrix')}-{name}"
-        rows.append(Row(name, policy, root / name, root / "specs" / f"{name}.yaml", spec))
+        for seed in (seeds if policy is not None else [None]):
+            run_name = f"{name}-s{seed}" if seed is not None and len(seeds) > 1 else name
+            values = {"row": run_name, "policy": policy or "none", "seed": "" if seed is None else str(seed),
+                      **{k: str(matrix.get(k, "")) for k in ROW_KEYS if k not in ("row", "policy", "seed")}}
+            spec = copy.deepcopy(matrix["pipeline"])
+            if policy is None:  # the base model: evaluate it as it is
+                spec["stages"] = {"evaluate": spec["stages"]["evaluate"]}
+                spec["stages"]["evaluate"]["args"] = [a.replace("{hf}", "{base_model}")
+                                                      for a in spec["stages"]["evaluate"]["args"]]
+            spec = _fill(spec, values)
+            spec["name"] = f"{matrix.get('name', 'matrix')}-{run_name}"
+            rows.append(Row(run_name, name, policy, seed, root / run_name, root / "specs" / f"{run_name}.yaml",
+                            spec))
     return rows
 
 
@@ -152,10 +167,15 @@ def launch(rows: list[Row], *, dry_run: bool, executor: str | None) -> int:
 
 
 def report_command(matrix: dict, rows: list[Row], out: Path) -> list[str]:
+    """`srft report-eval` with one model per matrix row; a row's seeds are pooled (their
+    rollouts together), so the bootstrap's rollout resampling also spans training seeds."""
     cmd = [str(REPO / ".venv" / "bin" / "srft"), "report-eval"]
+    groups: dict[str, list[str]] = {}
     for row in rows:
-        cmd += ["--run", f"{row.name}={row.run_dir / 'eval'}"]
-    names = {r.name for r in rows}
+        groups.setdefault(row.group, []).append(str(row.run_dir / "eval"))
+    for group, evals in groups.items():
+        cmd += ["--run", f"{group}={','.join(evals)}"]
+    names = set(groups)
     for a, b in matrix.get("compare", []) or []:
         if a in names and b in names:
             cmd += ["--compare", a, b]
