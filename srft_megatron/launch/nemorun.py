@@ -16,6 +16,7 @@ Facts this relies on (../shared/notes/slurm-local-cluster.md, nemo-run 0.11.1):
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
@@ -31,17 +32,20 @@ JOB_PREFIX = "srft-"
 
 def stage_script(stage: StageSpec, repo: Path, python: str) -> run.Script:
     """The command of one stage. torchrun stages get their torchrun line from the executor's
-    launcher; the critic stage runs slurm/critic_task.sh once per node."""
+    launcher; the critic stage runs slurm/critic_task.sh once per node. nemo-run pastes the
+    arguments into the generated bash script as they are, so they are shell-quoted here
+    (`data.prefixes=[...]` would otherwise be a glob)."""
+    args = [shlex.quote(a) for a in stage.args]
     if stage.kind == "critic":
-        return run.Script(path=str(repo / "slurm" / "critic_task.sh"), entrypoint="bash", args=stage.args)
+        return run.Script(path=str(repo / "slurm" / "critic_task.sh"), entrypoint="bash", args=args)
     if stage.kind == "torchrun":
         python = "python"  # torchrun runs the script with its own interpreter (the venv's, via PATH)
     entry = stage.env.get("SRFT_ENTRY")
     if entry:  # a script file instead of the srft module (e.g. a fork's trainer)
-        return run.Script(path=entry, entrypoint=python, args=[stage.name, *stage.args])
+        return run.Script(path=entry, entrypoint=python, args=[stage.name, *args])
     # python stages go through launch.entry, which resolves run-time references (@latest:DIR)
     module = "srft_megatron.cli" if stage.kind == "torchrun" else "srft_megatron.launch.entry"
-    return run.Script(path=module, m=True, entrypoint=python, args=[stage.name, *stage.args])
+    return run.Script(path=module, m=True, entrypoint=python, args=[stage.name, *args])
 
 
 def _env(stage: StageSpec, ex: ExecutorSpec, run_dir: RunDir, repo: Path) -> dict[str, str]:

@@ -11,34 +11,30 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.launch.conftest import ROOT
+from tests.launch.conftest import ROOT, ingest_args, preprocess_args, train_overrides
 
 pytestmark = pytest.mark.slurm
-FAKE_TRAIN = ROOT / "tests" / "launch" / "payloads" / "fake_train.py"
-EXAMPLES = ROOT / "examples"
+TINY = ROOT / "configs" / "tiny.yaml"
 
 
 def _spec(tmp_path: Path, stages: dict, **executor) -> Path:
-    spec = {"executor": {"kind": "slurm", "partition": "debug", "account": "ci", "time": "00:10:00", **executor},
+    spec = {"executor": {"kind": "slurm", "partition": "debug", "account": "ci", "time": "00:20:00", **executor},
             "stages": stages}
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
 
-def _tiny_stages(train_port: int, train_extra: list[str] | None = None) -> dict:
+def _tiny_stages(train_port: int, steps: int = 2) -> dict:
+    """ingest -> preprocess -> train (2 nodes) -> convert, all the real srft stages."""
     return {
-        "ingest": {"args": [*map(str, sorted((EXAMPLES / "trajectories").glob("*.traj"))),
-                            "-o", "{data}/trajectories.jsonl", "--resolved", str(EXAMPLES / "resolved.jsonl"),
-                            "--quiet"]},
-        "preprocess": {"args": ["--trajectories", "{data}/trajectories.jsonl", "--labels",
-                                str(EXAMPLES / "labels.jsonl"), "--policy", "srft", "--tokenizer", "qwen2.5",
-                                "--seq-length", "4096", "--output-prefix", "{datasets}/tiny", "--workers", "1",
-                                "--quiet"]},
+        "ingest": {"args": ingest_args("{data}/trajectories.jsonl")},
+        "preprocess": {"args": preprocess_args("{data}/trajectories.jsonl", "{datasets}/tiny")},
         "train": {"nodes": 2, "nproc_per_node": 1, "rdzv_port": train_port,
-                  "env": {"SRFT_ENTRY": str(FAKE_TRAIN)},
-                  "args": ["--config", "{datasets}/tiny.meta.json", "--run-dir", "{train}", "steps=2",
-                           *(train_extra or [])]},
+                  "args": ["--config", str(TINY), "--run-dir", "{train}",
+                           *train_overrides("{datasets}/tiny", steps)]},
+        "convert": {"args": ["to-hf", "--checkpoint", "@latest:{train}/checkpoints", "--output", "{hf}",
+                             "--overwrite", "--quiet"]},
     }
 
 
@@ -55,18 +51,19 @@ def test_pipeline_runs_stages_in_order_with_dependencies(slurm_cluster, launch_p
     assert "pipeline: all stages succeeded" in proc.stdout
     launch = json.loads((run_dir / "run.json").read_text())["launches"][-1]
     stages = launch["stages"]
-    assert [s["stage"] for s in stages] == ["ingest", "preprocess", "train"]
+    assert [s["stage"] for s in stages] == ["ingest", "preprocess", "train", "convert"]
     assert all(s["state"] == "COMPLETED" for s in stages)
     infos = [slurm_cluster.job(s["job_id"]) for s in stages]
     for before, after in zip(infos, infos[1:]):   # afterok: each starts only after the previous ended
         assert after["StartTime"] >= before["EndTime"]
     assert infos[2]["NodeList"] == "n[1-2]" and infos[2]["NumNodes"] == "2"
     meta = json.loads((run_dir / "datasets" / "tiny.meta.json").read_text())
-    assert meta["counts"]["documents"] == 8   # ingest -> preprocess handed over all 8 examples
-    assert (run_dir / "datasets" / "tiny_tokens.bin").stat().st_size > 0
-    result = json.loads((run_dir / "train" / "result-0.json").read_text())
-    assert result["world"] == 2 and sorted(result["nodes"]) == ["0", "1"] and result["sums"] == [3.0, 3.0]
-    assert json.loads((run_dir / "train" / "checkpoints" / "latest.json").read_text()) == {"step": 2}
+    assert meta["counts"]["documents"] == 8        # ingest -> preprocess handed over all 8 examples
+    ckpt = run_dir / "train" / "checkpoints" / "iter_0000002"
+    marker = json.loads((ckpt / "srft_checkpoint.json").read_text())
+    assert marker["step"] == 2 and marker["parallel"]["dp"] == 2   # trained on both nodes
+    hf = json.loads((run_dir / "hf" / "config.json").read_text())  # convert found @latest
+    assert hf["architectures"] == ["Qwen2ForCausalLM"] and (run_dir / "hf" / "model.safetensors.index.json").exists()
     assert (run_dir / "configs" / "pipeline.yaml").exists()
     assert (run_dir / "logs" / f"log-srft-train_{stages[2]['job_id']}_0.out").exists()
 
@@ -79,15 +76,17 @@ def test_failing_stage_is_reported_and_dependants_do_not_run(slurm_cluster, laun
     assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-4000:]
     out = proc.stdout
     launch = json.loads((run_dir / "run.json").read_text())["launches"][-1]
-    pre, train = launch["stages"]
+    pre, train, convert = launch["stages"]
     assert pre["state"] == "FAILED" and pre["exit_code"] == "2:0"
-    assert train["state"] == "CANCELLED" and train["reason"] == "DependencyNeverSatisfied"
+    for later in (train, convert):
+        assert later["state"] == "CANCELLED" and later["reason"] == "DependencyNeverSatisfied"
     assert "pipeline FAILED at stage preprocess" in out
     assert f"preprocess: job {pre['job_id']} FAILED, exit code 2:0" in out
     assert f"train: job {train['job_id']} did not run (CANCELLED): preprocess failed" in out
+    assert f"convert: job {convert['job_id']} did not run (CANCELLED): preprocess failed" in out
     # the cause, from srft preprocess's own one-line error, is quoted from its log
     assert any("trajectories.jsonl" in line and "error" in line for line in pre["error_lines"]), pre
-    assert not (run_dir / "train" / "checkpoints").exists()
+    assert not (run_dir / "train" / "checkpoints").exists() and not list((run_dir / "hf").iterdir())
 
 
 def test_dry_run_prints_srun_and_torchrun_lines(slurm_cluster, launch_python, tmp_path):
@@ -107,8 +106,8 @@ def test_dry_run_prints_srun_and_torchrun_lines(slurm_cluster, launch_python, tm
     assert "--container-image nvcr.io/nvidia/pytorch:25.01-py3" in srun and "/lustre:/lustre" in srun
     assert ("torchrun --rdzv-backend c10d --rdzv-endpoint $head_node_ip:29723" in srun
             and "--nnodes 4 --nproc-per-node 8 --node-rank $SLURM_NODEID" in srun)
-    assert srun.rstrip().endswith(f"{FAKE_TRAIN} train --config {tmp_path}/run/datasets/tiny.meta.json "
-                                  f"--run-dir {tmp_path}/run/train steps=2")
+    assert f"-m srft_megatron.cli train --config {TINY} --run-dir {tmp_path}/run/train " in srun
+    assert f"'data.prefixes=[{tmp_path}/run/datasets/tiny]'" in srun   # quoted: no glob
     pre = out[out.index("##### stage preprocess"):out.index("##### stage train")]
     assert "python -m srft_megatron.launch.entry preprocess --trajectories" in pre
     assert not list((tmp_path / "run" / "logs").iterdir())   # nothing was submitted
