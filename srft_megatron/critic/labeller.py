@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ class Labeller:
         self.config = config
         self.counter = counter
         self.totals = Totals()
+        self._tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic-prompt")
 
     def critic_meta(self, schema_steps: int) -> dict[str, Any]:
         c = self.config
@@ -101,8 +103,9 @@ class Labeller:
         c = self.config
         answer_tokens = c.answer_tokens(traj.num_steps)
         budget = budget_len - answer_tokens - MARGIN_TOKENS
-        try:
-            prompt = await asyncio.to_thread(build_prompt, traj, c.template, self.counter, budget)
+        try:  # off the event loop, on one thread: HF tokenizers are not safe to share across threads
+            prompt = await asyncio.get_running_loop().run_in_executor(
+                self._tokenizer_thread, build_prompt, traj, c.template, self.counter, budget)
         except InputError as err:
             return failure_record(err.located(traj_id=traj.id)), False
         schema = label_schema(traj.num_steps, c.ideal_path_chars)
@@ -164,8 +167,11 @@ class Labeller:
         c = self.config
         n_workers = c.pool.max_in_flight * len(pool.endpoints)
         queue: asyncio.Queue = asyncio.Queue(maxsize=2 * n_workers)
-        total = sum(1 for line in open(trajectories, encoding="utf-8") if line.strip())
-        bar = tqdm(total=total, unit="traj", disable=not progress, dynamic_ncols=True, desc="labelling")
+        # the bar counts this run's work only, so its rate and ETA are true after a resume
+        # (ids done earlier but absent from this input make the total an underestimate)
+        lines = sum(1 for line in open(trajectories, encoding="utf-8") if line.strip())
+        bar = tqdm(total=max(0, lines - len(skip)), unit="traj", disable=not progress, dynamic_ncols=True,
+                   desc="labelling")
         seen: set[str] = set()
 
         async def produce() -> None:
@@ -184,7 +190,6 @@ class Labeller:
                 seen.add(item.id)
                 if item.id in skip:
                     self.totals.skipped += 1
-                    bar.update(1)
                     continue
                 await queue.put(item)
                 await asyncio.sleep(0)
