@@ -16,6 +16,7 @@ memory is one layer plus one output shard, so a 32B model converts on a CPU node
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Iterator
 
 import torch
@@ -234,7 +235,9 @@ class CheckpointTensors:
                     offsets = (0,) * len(meta.size)
                 buffers[k] = (buf, offsets)
             plan[(mapping.megatron, layer)] = (keys, stacked)
-        dcp.load({}, storage_reader=self.reader, planner=_SliceLoadPlanner(buffers), no_dist=True)
+        with warnings.catch_warnings():  # single-process on purpose: no process group needed
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.load({}, storage_reader=self.reader, planner=_SliceLoadPlanner(buffers), no_dist=True)
         out = {}
         for what, (keys, stacked) in plan.items():
             parts = [buffers[k][0][0] if stacked else buffers[k][0] for k in keys]

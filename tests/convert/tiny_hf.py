@@ -16,18 +16,21 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_ke
             head_dim=16, max_position_embeddings=2048, rms_norm_eps=1e-6, rope_theta=1_000_000.0)
 
 
-def tiny_qwen2_config(*, vocab_size: int = 250, num_layers: int = 2, tied: bool = True):
+def tiny_qwen2_config(*, vocab_size: int = 250, num_layers: int = 2, tied: bool = True, **overrides):
     from transformers import Qwen2Config
 
     return Qwen2Config(vocab_size=vocab_size, num_hidden_layers=num_layers, tie_word_embeddings=tied,
-                       bos_token_id=None, eos_token_id=None, **TINY)
+                       bos_token_id=None, eos_token_id=None, **{**TINY, **overrides})
 
 
-def tiny_qwen2_model(*, vocab_size: int = 250, num_layers: int = 2, tied: bool = True, seed: int = 0):
+def tiny_qwen2_model(*, vocab_size: int = 250, num_layers: int = 2, tied: bool = True, seed: int = 0,
+                     **overrides):
+    """`overrides`: other Qwen2Config fields (e.g. head_dim=32, which vLLM's CPU attention needs)."""
     from transformers import Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(tiny_qwen2_config(vocab_size=vocab_size, num_layers=num_layers, tied=tied))
+    model = Qwen2ForCausalLM(tiny_qwen2_config(vocab_size=vocab_size, num_layers=num_layers, tied=tied,
+                                               **overrides))
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
