@@ -135,9 +135,7 @@ class Demo:
             r.outputs.append(("step labels", self.labels))
             return
         labels = self.run_critic(r)
-        rows = [json.loads(line) for line in labels.read_text().splitlines() if line.strip()]
-        r.facts.append(f"critic labels (a tiny random model: meaningless labels, but the real path): {_label_counts(rows)}")
-        r.outputs.append(("critic step labels", labels))
+        r.outputs.insert(0, ("critic step labels", labels))
         self.labels = labels
 
     def run_critic(self, r: StageResult) -> Path:
@@ -154,6 +152,8 @@ class Demo:
             r.facts.append(f"vLLM server {server.url} serving {_rel(model_dir)}")
             self.srft("label", "--trajectories", str(self.trajectories), "-o", str(labels), "--endpoint", server.url,
                       "--model", "tiny", "--tokenizer", str(model_dir), "--max-model-len", "8192", "--quiet")
+        rows = [json.loads(line) for line in labels.read_text().splitlines() if line.strip()]
+        r.facts.append(f"critic labels (a tiny random model: meaningless labels, but the real path): {_label_counts(rows)}")
         metrics = self.out / "critic-eval.json"
         text = self.srft("critic-eval", "--labels", str(labels), "--reference", str(EXAMPLES / "labels.jsonl"),
                          "--json", str(metrics))
