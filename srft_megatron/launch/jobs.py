@@ -92,14 +92,17 @@ def explain(result: StageResult, results: list[StageResult]) -> str:
     """One line saying why a stage did not succeed."""
     if result.ok:
         return f"{result.stage}: job {result.job_id} completed"
-    if result.reason == "DependencyNeverSatisfied" or (result.state == "CANCELLED" and result.log_tail == []):
+    if result.state == "NOT_RUN" or result.reason == "DependencyNeverSatisfied":
         failed = [r.stage for r in results if not r.ok and r is not result
-                  and results.index(r) < results.index(result) and r.reason != "DependencyNeverSatisfied"]
+                  and results.index(r) < results.index(result)
+                  and r.state != "NOT_RUN" and r.reason != "DependencyNeverSatisfied"]
         cause = f"{failed[0]} failed" if failed else "a dependency failed"
-        return f"{result.stage}: job {result.job_id} did not run ({result.state}): {cause}"
+        job = f"job {result.job_id} " if result.job_id else ""
+        return f"{result.stage}: {job}did not run ({result.state}): {cause}"
     exit_note = f", exit code {result.exit_code}" if result.exit_code else ""
     reason = f", reason {result.reason}" if result.reason else ""
-    return f"{result.stage}: job {result.job_id} {result.state}{exit_note}{reason}; log: {result.log}"
+    job = f"job {result.job_id} " if result.job_id else ""
+    return f"{result.stage}: {job}{result.state}{exit_note}{reason}; log: {result.log}"
 
 
 def format_report(results: list[StageResult]) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 import nemo_run as run
 from nemo_run.core.execution.slurm import SlurmJobDetails
 
-from srft_megatron.launch.jobs import StageResult, slurm_stage_result
+from srft_megatron.launch.jobs import StageResult, error_lines, slurm_stage_result, tail
 from srft_megatron.launch.pipeline import ExecutorSpec, PipelineSpec, StageSpec
 from srft_megatron.launch.rundir import RunDir
 
@@ -126,22 +126,46 @@ def _slurm_id(handle: str | None) -> str | None:
 
 
 def run_pipeline(spec: PipelineSpec, run_dir: RunDir, repo: Path, detach: bool = False) -> list[StageResult]:
+    if spec.executor.kind == "local":
+        return _run_local(spec, run_dir, repo)
     exp = build_experiment(spec, run_dir, repo)
     try:
-        # SLURM: every stage is submitted at once with afterok dependencies; local: nemo-run runs
-        # them one after another. Leaving the experiment's context waits for the jobs to end.
+        # Every stage is submitted at once with afterok dependencies (and kill-on-invalid-dep, so
+        # the dependants of a failed stage are cancelled). Leaving the experiment's context waits
+        # for the jobs to end unless detached.
         exp.run(detach=detach)
     finally:
         exp.__exit__(None, None, None)
     results = []
     for job in exp.jobs:
-        state = getattr(job.state, "name", str(job.state))
-        if spec.executor.kind == "slurm":
-            job_id = _slurm_id(job.handle)
-            if detach:
-                results.append(StageResult(stage=job.id, job_id=job_id, state="SUBMITTED"))
-            else:
-                results.append(slurm_stage_result(job.id, job_id, run_dir.logs, f"{JOB_PREFIX}{job.id}"))
+        job_id = _slurm_id(job.handle)
+        if detach:
+            results.append(StageResult(stage=job.id, job_id=job_id, state="SUBMITTED"))
         else:
-            results.append(StageResult(stage=job.id, job_id=None, state=state))
+            results.append(slurm_stage_result(job.id, job_id, run_dir.logs, f"{JOB_PREFIX}{job.id}"))
+    return results
+
+
+def _run_local(spec: PipelineSpec, run_dir: RunDir, repo: Path) -> list[StageResult]:
+    """One stage at a time on this machine, stopping at the first failure. (nemo-run's own
+    sequential mode for LocalExecutor starts the next task even when one failed.)"""
+    results: list[StageResult] = []
+    for index, stage in enumerate(spec.stages):
+        one = PipelineSpec(executor=spec.executor, stages=[stage], source=spec.source)
+        exp = build_experiment(one, run_dir, repo, title=f"srft-{stage.name}")
+        try:
+            exp.run()
+        finally:
+            exp.__exit__(None, None, None)
+        state = getattr(exp.jobs[0].state, "name", str(exp.jobs[0].state))
+        logs = sorted(Path(exp._exp_dir).glob(f"{stage.name}/**/combined.log"), key=lambda p: p.stat().st_mtime)
+        log = logs[-1] if logs else None
+        result = StageResult(stage=stage.name, job_id=None, state=state, log=str(log) if log else None)
+        if not result.ok:
+            result.log_tail, result.error_lines = tail(log), error_lines(log)
+        results.append(result)
+        if not result.ok:
+            results += [StageResult(stage=later.name, job_id=None, state="NOT_RUN",
+                                    reason=f"{stage.name} failed") for later in spec.stages[index + 1:]]
+            break
     return results
