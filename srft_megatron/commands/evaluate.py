@@ -92,6 +92,12 @@ def main(args: argparse.Namespace) -> int:
     if not agent_python.exists():
         raise ConfigError(f"{agent_python} missing: run `bash scripts/agent_venv.sh` first")
     output = Path(args.output)
+    agent_config = args.agent_config  # a path is made absolute: the agent runs in the rollout dir
+    if Path(agent_config).is_file():
+        agent_config = str(Path(agent_config).resolve())
+    if args.rollouts > 1 and args.temperature == 0.0:
+        print("srft evaluate: note: at temperature 0 the rollouts differ only by serving nondeterminism",
+              file=sys.stderr)
     serve = None
     if args.model and not args.endpoint:
         parser = None if args.tool_call_parser == "none" else args.tool_call_parser
@@ -103,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
     settings = EvalSettings(
         model=str(Path(args.model).resolve()) if args.model else None, served_name=served, output=str(output),
         rollouts=args.rollouts, dataset=args.subset, split=args.split, instance_ids=list(args.instances),
-        endpoint=args.endpoint, agent_config=args.agent_config, model_class=args.model_class,
+        endpoint=args.endpoint, agent_config=agent_config, model_class=args.model_class,
         environment_class=args.environment, temperature=args.temperature, max_tokens=args.max_tokens,
         seed=args.seed, agent_overrides=list(args.agent_set), agent_workers=args.agent_workers,
         harness=args.harness, harness_workers=args.harness_workers, agent_python=str(agent_python), serve=serve)

@@ -104,7 +104,7 @@ def rollout_dir(run: Path, r: int) -> Path:
 
 def evaluate(settings: EvalSettings, progress_factory=None) -> list[Path]:
     """Run every missing step of every rollout; return the rollouts' report paths (scored ones)."""
-    run = Path(settings.output)
+    run = Path(settings.output).resolve()  # the agent and the harness run in subdirectories
     run.mkdir(parents=True, exist_ok=True)
     _check_settings(run, settings)
     agent_subset, harness_dataset = _local_dataset(run, settings)

@@ -66,9 +66,10 @@ def test_agent_environment_failures_are_not_counted_as_attempts(agent_python, tm
     dataset = tmp_path / "instances.jsonl"
     dataset.write_text(json.dumps(_instance("example__calc-1", "fix calc.add")) + "\n")
     run = tmp_path / "eval"
+    # relative paths on purpose: the agent runs inside the rollout directory
     cmd = [SRFT, "evaluate", "--endpoint", "http://127.0.0.1:9/v1", "--served-name", "none", "--subset",
-           str(dataset), "--rollouts", "1", "--output", str(run), "--environment", "docker", "--agent-workers", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+           dataset.name, "--rollouts", "1", "--output", "eval", "--environment", "docker", "--agent-workers", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "1 of 1 instances failed before the agent started" in proc.stderr
     assert json.loads((run / "rollout-01" / "agent" / "preds.json").read_text()) == {}
