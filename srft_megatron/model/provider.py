@@ -101,6 +101,11 @@ def transformer_config(shape: Qwen2Shape, *, precision: str = "bf16", tp: int = 
         bias_dropout_fusion=on_gpu and use_te,
         masked_softmax_fusion=on_gpu,
         cross_entropy_loss_fusion=False,
+        # Batched isend/irecv relies on NCCL group semantics. On gloo, with PP=2 both directions
+        # go to the same peer in one group and same-shaped messages (activations vs. gradients
+        # of interleaved chunks) can be matched in the wrong order; the unbatched path uses a
+        # separate group per direction.
+        batch_p2p_comm=on_gpu,
     )
     if precision == "fp8":
         kwargs.update(fp8="hybrid", fp8_recipe=fp8_recipe, fp8_param=False)

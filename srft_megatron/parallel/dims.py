@@ -90,8 +90,8 @@ def init_process_group(timeout_minutes: int = 30) -> None:
     if dist.is_initialized():
         return
     rank, world = world_from_env()
-    if "MASTER_ADDR" not in os.environ:  # plain single process: a world of one
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    if "RANK" not in os.environ:  # plain single process: a world of one on a fresh port
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
         os.environ["MASTER_PORT"] = str(_free_port())
     cuda = torch.cuda.is_available()
     if cuda:
