@@ -6,7 +6,7 @@ written by hand: the issue, and for every step the agent's thought, its one tool
 expert's label with the reason. Hand-writing the *observations* too would make them drift from
 the code (line numbers, tracebacks, pytest summaries), so this script replays every tool call in
 a scratch copy of the tiny repository `datekit/`: bash commands really run, and SWE-agent's
-`str_replace_editor` (view / create / str_replace / insert / undo_edit, see `editor.py`) acts on
+`str_replace_editor` (view / create / str_replace / insert / undo_edit, see `swe_agent_editor.py`) acts on
 the real files. `resolved` is decided the way SWE-bench decides it: the submitted patch is
 applied to a clean copy and the hidden tests of the issue (`hidden_tests/`) must pass.
 
@@ -35,7 +35,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from editor import Editor, editor_action  # noqa: E402
+from swe_agent_editor import Editor, editor_action  # noqa: E402
 
 WORKDIR = "/testbed"  # where the agent believes the repository is (as in SWE-bench images)
 LABELS = ("good", "unnecessary", "harmful", "recover")
