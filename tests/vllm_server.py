@@ -17,6 +17,7 @@ API (import as `from tests.vllm_server import ...`):
   process group); `.wait_ready(timeout)` polls `GET /v1/models` and raises with the log's tail if
   the server dies; `.url` is `http://127.0.0.1:PORT/v1`; `.stop()` sends SIGTERM to the group
   (SIGKILL after a grace period); `.kill()` SIGKILLs the group at once (a crashed replica);
+  both then unlink the `/dev/shm` segments the server made that no live process uses;
   `.alive`; `.log_path`. Also a context manager (start + wait_ready / stop).
 - `start_servers(model_dir, n, **kw) -> list[VllmServer]`: n replicas started side by side (one
   CPU each: `cpu=i % os.cpu_count()`), all ready; stops them all if one fails.
@@ -54,6 +55,34 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_hf_model.py"), str(out_dir),
                         "--seed", str(seed)], check=True, stdout=subprocess.DEVNULL)
     return out_dir
+
+
+SHM = Path("/dev/shm")
+
+
+def _shm_names() -> set[str]:
+    try:
+        return set(os.listdir(SHM))
+    except FileNotFoundError:
+        return set()
+
+
+def _mapped_shm() -> set[str]:
+    """Names under /dev/shm that a live process still maps or holds open."""
+    names: set[str] = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                for line in maps:
+                    if "/dev/shm/" in line:
+                        names.add(line.rsplit("/dev/shm/", 1)[1].split()[0])
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("/dev/shm/"):
+                    names.add(target[len("/dev/shm/"):])
+        except OSError:
+            continue
+    return names
 
 
 def free_port() -> int:
@@ -108,6 +137,7 @@ class VllmServer:
         if self.alive:
             return self
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._shm_before = _shm_names()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), env=self.env(), stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.run_dir)
@@ -141,11 +171,27 @@ class VllmServer:
         except ProcessLookupError:
             pass
 
+    def _reap_shm(self) -> None:
+        """Unlink the shared-memory segments this server created and no live process uses.
+
+        vLLM's engine talks to the API server through `psm_*` segments; a SIGKILLed group
+        cannot unlink them. Segments that existed before the start, or that another live
+        process maps (another engineer's server), are left alone."""
+        new = {n for n in _shm_names() - getattr(self, "_shm_before", _shm_names())
+               if n.startswith(("psm_", "sem.mp-"))}
+        for name in new - _mapped_shm():
+            try:
+                (SHM / name).unlink()
+            except OSError:
+                pass
+
     def kill(self) -> None:
         """SIGKILL the whole process group: a replica that crashes."""
         self._signal_group(signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait(timeout=30)
+            time.sleep(0.5)  # let the group's other processes die before looking at their segments
+            self._reap_shm()
 
     def stop(self, grace: float = 20.0) -> None:
         if self.proc is None:
@@ -160,6 +206,8 @@ class VllmServer:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        time.sleep(0.5)
+        self._reap_shm()
         self.proc = None
 
     def __enter__(self) -> "VllmServer":
