@@ -67,6 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         payload = json.loads(self.rfile.read(length))
         with self.server.lock:
             self.server.requests += 1
+            self.server.last_payload = payload
         time.sleep(self.server.delay)
         if self.server.mode == "error500":
             self._send(500, {"error": "stub failure"})
@@ -99,7 +100,7 @@ class StubServer:
     def start(self) -> "StubServer":
         server = _Server(("127.0.0.1", self.port), _Handler)
         server.mode, server.model, server.max_model_len = self.mode, self.model, self.max_model_len
-        server.requests, server.lock, server.delay = 0, self._lock, self.delay
+        server.requests, server.lock, server.delay, server.last_payload = 0, self._lock, self.delay, None
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return self
@@ -110,6 +111,11 @@ class StubServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    @property
+    def last_payload(self) -> dict | None:
+        """The body of the last completion request (while running)."""
+        return self._server.last_payload if self._server else None
 
     @property
     def requests(self) -> int:

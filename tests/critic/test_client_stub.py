@@ -108,3 +108,19 @@ def test_bad_input_records_go_to_the_failures_file(trajectories, tiny_model, tmp
     assert "t.jsonl:2" in reasons[2] and "malformed JSON" in reasons[2]
     assert "duplicate trajectory id" in reasons[3]
     assert "t.jsonl:4, trajectory x" in reasons[4]
+
+
+def test_own_prompt_file_is_used_and_recorded(trajectories, tiny_model, tmp_path):
+    import hashlib
+
+    prompt = tmp_path / "my_prompt.txt"
+    prompt.write_text("MY RUBRIC for {{num_steps}} steps.\n{{trajectory}}\nEND")
+    out = tmp_path / "labels.jsonl"
+    with StubServer("valid") as stub:
+        assert srft(label_args(trajectories, out, tiny_model, stub.url, extra=["--prompt", str(prompt)])) == 0
+        sent = stub.last_payload
+    content = sent["messages"][0]["content"]
+    assert content.startswith("MY RUBRIC for ") and content.endswith("\nEND") and "=== Step 1 ===" in content
+    assert sent["response_format"]["type"] == "json_schema" and "guided_json" not in sent
+    digest = hashlib.sha256(prompt.read_bytes()).hexdigest()
+    assert {r["critic"]["prompt_sha256"] for r in lines(out)} == {digest}
