@@ -74,3 +74,34 @@ def test_demo_rejects_impossible_settings(tmp_path):
     assert proc.returncode == 2
     assert "--steps must be at least 1" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_critic_option_labels_every_step_on_a_real_vllm_server(tmp_path):
+    """`make demo CRITIC=1`, its first two stages: `srft label` against a tiny model on a real
+    vLLM CPU server, then `srft critic-eval` against the expert labels."""
+    import argparse
+
+    from srft_megatron.commands import demo as demo_cmd
+    from srft_megatron.trajectory import read_labels, read_trajectories
+
+    parser = argparse.ArgumentParser()
+    demo_cmd.add_arguments(parser)
+    run = demo_cmd.Demo(parser.parse_args(["--output", str(tmp_path / "out"), "--critic"]))
+    run.out.mkdir(parents=True)
+    run.stage("ingest", run.ingest)
+    result = run.stage("label", run.label)
+    assert run.labels == run.out / "labels.critic.jsonl"
+    labels, errors = read_labels(str(run.labels))
+    assert errors == []
+    trajs = {t.id: t for _, t in read_trajectories(str(run.trajectories))}
+    assert set(labels) == set(trajs)
+    for tid, rec in labels.items():
+        assert len(rec.steps) == trajs[tid].num_steps
+        assert rec.critic["model"] == "tiny"
+    metrics = json.loads((run.out / "critic-eval.json").read_text())
+    # every critic label was scored against the expert labels of examples/labels.jsonl
+    assert metrics["trajectories"] == 8 and metrics["steps"] == 74 and metrics["missing"] == []
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert any("agreement with the expert labels" in fact for fact in result.facts)
