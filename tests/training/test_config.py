@@ -75,3 +75,17 @@ def test_hf_config_round_trip_and_param_counts():
         assert back == shape
     with pytest.raises(ConfigError, match="unknown model"):
         get_shape("qwen9-1t")
+
+
+@pytest.mark.parametrize("row", ["naive", "rft", "srft", "unresolved-only", "unresolved-masked"])
+def test_paper_row_configs_are_valid_at_32_gpus(row):
+    cfg = load_config(TINY_CONFIG.parent / f"qwen2.5-coder-32b-{row}.yaml")
+    shape, dims = validate(cfg, 32, check_data=False)
+    assert (dims.tp, dims.pp, dims.dp) == (8, 4, 1)
+    assert shape.num_layers == 64 and cfg.data.prefixes == [f"data/{row}"]
+
+
+def test_7b_config_used_by_the_experiment_matrix():
+    cfg = load_config(TINY_CONFIG.parent / "qwen2.5-7b.yaml", ["data.prefixes=[data/rft]"])
+    shape, dims = validate(cfg, 8, check_data=False)
+    assert (dims.tp, dims.pp, dims.dp) == (4, 1, 2) and shape.hidden_size == 3584
