@@ -15,8 +15,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 OK_STATES = {"COMPLETED", "SUCCEEDED"}
-# Lines that usually carry the cause (the stage's own error, not torchrun's summary banner).
-_ERROR_LINE = re.compile(r"(\berror\b|exception|traceback|failing|killed|out of memory)", re.IGNORECASE)
+# Lines that usually carry the cause: an exception line (the last line of a traceback), a CLI's
+# one-line error, SLURM's own notices. torchrun/srun prefixes ("[default0]:[rank1]: ") are removed.
+_PREFIX = re.compile(r"^(?:\[[\w.-]+\]:\s?)+")
+_CAUSE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b(:.*)?$"
+                    r"|\berror:|\bslurmstepd\b.*\*\*\*|out of memory|oom-kill|\bKilled\b|failing", re.IGNORECASE)
 
 
 @dataclass
@@ -59,15 +62,16 @@ def tail(path: str | Path | None, lines: int = 15) -> list[str]:
         return [line.rstrip("\n") for line in handle.readlines()[-lines:]]
 
 
-def error_lines(path: str | Path | None, limit: int = 5) -> list[str]:
-    """The first lines of a log that look like the cause of a failure."""
+def error_lines(path: str | Path | None, limit: int = 6) -> list[str]:
+    """The first distinct lines of a log that look like the cause of a failure."""
     if not path or not Path(path).is_file():
         return []
-    found = []
+    found: list[str] = []
     with open(path, errors="replace") as handle:
-        for line in handle:
-            if _ERROR_LINE.search(line) and "elastic/errors.html" not in line:
-                found.append(line.rstrip("\n"))
+        for raw in handle:
+            line = _PREFIX.sub("", raw.rstrip("\n")).strip()
+            if line and _CAUSE.search(line) and line not in found:
+                found.append(line)
                 if len(found) >= limit:
                     break
     return found

@@ -16,7 +16,6 @@ Facts this relies on (../shared/notes/slurm-local-cluster.md, nemo-run 0.11.1):
 
 from __future__ import annotations
 
-import shlex
 import shutil
 from pathlib import Path
 
@@ -32,10 +31,9 @@ JOB_PREFIX = "srft-"
 
 def stage_script(stage: StageSpec, repo: Path, python: str) -> run.Script:
     """The command of one stage. torchrun stages get their torchrun line from the executor's
-    launcher; the critic stage runs slurm/critic_task.sh once per node. nemo-run pastes the
-    arguments into the generated bash script as they are, so they are shell-quoted here
-    (`data.prefixes=[...]` would otherwise be a glob)."""
-    args = [shlex.quote(a) for a in stage.args]
+    launcher; the critic stage runs slurm/critic_task.sh once per node. Arguments are passed
+    as they are: nemo-run (torchx) shell-quotes them when it writes the sbatch script."""
+    args = list(stage.args)
     if stage.kind == "critic":
         return run.Script(path=str(repo / "slurm" / "critic_task.sh"), entrypoint="bash", args=args)
     if stage.kind == "torchrun":

@@ -107,7 +107,7 @@ def test_dry_run_prints_srun_and_torchrun_lines(slurm_cluster, launch_python, tm
     assert ("torchrun --rdzv-backend c10d --rdzv-endpoint $head_node_ip:29723" in srun
             and "--nnodes 4 --nproc-per-node 8 --node-rank $SLURM_NODEID" in srun)
     assert f"-m srft_megatron.cli train --config {TINY} --run-dir {tmp_path}/run/train " in srun
-    assert f"'data.prefixes=[{tmp_path}/run/datasets/tiny]'" in srun   # quoted: no glob
+    assert f"data.prefixes=[{tmp_path}/run/datasets/tiny]" in srun
     pre = out[out.index("##### stage preprocess"):out.index("##### stage train")]
     assert "python -m srft_megatron.launch.entry preprocess --trajectories" in pre
     assert not list((tmp_path / "run" / "logs").iterdir())   # nothing was submitted
