@@ -92,12 +92,14 @@ def test_failing_stage_is_reported_and_dependants_do_not_run(slurm_cluster, laun
 def test_dry_run_prints_srun_and_torchrun_lines(slurm_cluster, launch_python, tmp_path):
     stages = _tiny_stages(29723)
     stages["train"].update(nodes=4, nproc_per_node=8, gpus_per_node=8)
+    stages["label"] = {"nodes": 2, "nproc_per_node": 2, "env": {"SRFT_CRITIC_MODEL": "/models/critic"}}
     spec = _spec(tmp_path, stages, container_image="nvcr.io/nvidia/pytorch:25.01-py3",
                  container_mounts=["/lustre:/lustre"])
-    proc = _launch(slurm_cluster, spec, tmp_path / "run", "--dry-run", "--stages", "preprocess,train")
+    proc = _launch(slurm_cluster, spec, tmp_path / "run", "--dry-run", "--stages", "label,preprocess,train")
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = proc.stdout
-    assert "##### stage preprocess" in out and "##### stage train (after preprocess succeeds" in out
+    assert "##### stage label" in out and "##### stage preprocess (after label succeeds" in out
+    assert "##### stage train (after preprocess succeeds" in out
     assert "##### stage ingest" not in out
     train = out[out.index("##### stage train"):]
     assert "#SBATCH --nodes=4" in train and "#SBATCH --ntasks-per-node=1" in train
@@ -108,6 +110,10 @@ def test_dry_run_prints_srun_and_torchrun_lines(slurm_cluster, launch_python, tm
             and "--nnodes 4 --nproc-per-node 8 --node-rank $SLURM_NODEID" in srun)
     assert f"-m srft_megatron.cli train --config {TINY} --run-dir {tmp_path}/run/train " in srun
     assert f"data.prefixes=[{tmp_path}/run/datasets/tiny]" in srun
+    label = out[out.index("##### stage label"):out.index("##### stage preprocess")]
+    assert "#SBATCH --nodes=2" in label and "#SBATCH --ntasks-per-node=1" in label   # one task per node
+    assert "export SRFT_VLLM_REPLICAS_PER_NODE=2" in label and "export SRFT_CRITIC_MODEL=/models/critic" in label
+    assert f"bash {ROOT}/slurm/critic_task.sh --trajectories {tmp_path}/run/data/trajectories.jsonl" in label
     pre = out[out.index("##### stage preprocess"):out.index("##### stage train")]
     assert "python -m srft_megatron.launch.entry preprocess --trajectories" in pre
     assert not list((tmp_path / "run" / "logs").iterdir())   # nothing was submitted
