@@ -24,6 +24,20 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.vllm, pytest.mark.distributed]
 
 
+def _start(server_cls, model_dir: Path):
+    """Start a server, once more if the first dies during start-up: on a shared machine another
+    process's /dev/shm clean-up can remove a starting engine's semaphore (SemLock._rebuild:
+    FileNotFoundError). A second failure is reported with the server log."""
+    for attempt in (1, 2):
+        server = server_cls(model_dir, served_name="exported", max_model_len=512).start()
+        try:
+            return server.wait_ready()
+        except RuntimeError:
+            server.stop()
+            if attempt == 2:
+                raise
+
+
 def test_vllm_serves_the_exported_directory(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -49,9 +63,12 @@ def test_vllm_serves_the_exported_directory(tmp_path):
         ref = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False,
                              pad_token_id=0, eos_token_id=None)[0, len(ids):].tolist()
 
-    with VllmServer(out, served_name="exported", max_model_len=512) as server:
+    server = _start(VllmServer, out)
+    try:
         reply = httpx.post(f"{server.url}/completions", timeout=120, json={
             "model": "exported", "prompt": ids, "max_tokens": 8, "temperature": 0.0, "ignore_eos": True,
             "logprobs": 1, "return_tokens_as_token_ids": True}).json()
+    finally:
+        server.stop()
     got = [int(t.split(":")[1]) for t in reply["choices"][0]["logprobs"]["tokens"]]
     assert got == ref
