@@ -41,11 +41,11 @@ echo "building $venv with $py ($want)" >&2
 rm -rf "$venv"
 "$py" -m venv "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
-lock="$root/scripts/vllm_requirements.lock"
+reqs="$root/scripts/vllm_requirements.lock"
 # (grep drops pip's notes about this machine's empty local index folders)
-if [ -f "$lock" ] && [ -z "${VLLM_UNLOCKED:-}" ]; then
+if [ -f "$reqs" ] && [ -z "${VLLM_UNLOCKED:-}" ]; then
   # every version pinned; --no-deps: the lock is complete, and it must not pull torchvision back in
-  "${pip[@]}" install --quiet --no-deps -r "$lock" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+  "${pip[@]}" install --quiet --no-deps -r "$reqs" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
 else  # VLLM_UNLOCKED=1: re-resolve (then refresh the lock with pip freeze)
   "${pip[@]}" install --quiet "$want" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
 fi
