@@ -17,7 +17,7 @@ API (import as `from tests.vllm_server import ...`):
   process group); `.wait_ready(timeout)` polls `GET /v1/models` and raises with the log's tail if
   the server dies; `.url` is `http://127.0.0.1:PORT/v1`; `.stop()` sends SIGTERM to the group
   (SIGKILL after a grace period); `.kill()` SIGKILLs the group at once (a crashed replica);
-  both then unlink the `/dev/shm` segments the server made that no live process uses;
+  both then unlink the `/dev/shm` `psm_*` segments the server made that no live process uses;
   `.alive`; `.log_path`. Also a context manager (start + wait_ready / stop).
 - `start_servers(model_dir, n, **kw) -> list[VllmServer]`: n replicas started side by side (one
   CPU each: `cpu=i % os.cpu_count()`), all ready; stops them all if one fails.
@@ -174,14 +174,18 @@ class VllmServer:
     def _reap_shm(self) -> None:
         """Unlink the shared-memory segments this server created and no live process uses.
 
-        vLLM's engine talks to the API server through `psm_*` segments; a SIGKILLed group
-        cannot unlink them. Segments that existed before the start, or that another live
-        process maps (another engineer's server), are left alone."""
-        new = {n for n in _shm_names() - getattr(self, "_shm_before", _shm_names())
-               if n.startswith(("psm_", "sem.mp-"))}
-        for name in new - _mapped_shm():
+        vLLM's engine talks to the API server through `psm_*` segments (shm_open + mmap under
+        their own name, so a user shows in /proc/PID/maps); a SIGKILLed group cannot unlink
+        them. Segments that existed before the start, that another live process maps or holds
+        open (another engineer's server), or that are only seconds old are left alone.
+        Semaphores (`sem.*`) are never touched: glibc maps them under a temporary name, so
+        /proc cannot tell a live one from a leaked one."""
+        new = {n for n in _shm_names() - getattr(self, "_shm_before", _shm_names()) if n.startswith("psm_")}
+        in_use = _mapped_shm()
+        for name in new - in_use:
             try:
-                (SHM / name).unlink()
+                if time.time() - (SHM / name).stat().st_mtime > 10:
+                    (SHM / name).unlink()
             except OSError:
                 pass
 
