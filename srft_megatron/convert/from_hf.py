@@ -2,11 +2,12 @@
 
     srft convert from-hf --hf Qwen2.5-Coder-32B-Instruct --output ckpt/init --tp 8 --pp 2
     torchrun --nproc-per-node 16 -m srft_megatron.cli convert from-hf --hf ... --tp 8 --pp 2
+    (under torchrun: one process per GPU as in training, or CUDA_VISIBLE_DEVICES= for CPU/gloo)
 
 Every rank builds the trainer's model for its TP/PP shard, fills it from the safetensors
 (lazily, only the tensors it needs) and all ranks write one dist checkpoint together, which
 megatron-core reshards on load (any TP/PP). Outside torchrun with TP x PP > 1 the command
-starts that many local gloo processes itself. Everything that can be wrong with the input
+starts that many local gloo processes itself, on the CPU. Everything that can be wrong with the input
 (not Qwen2, TP not dividing the heads, a missing tensor) is checked before anything is
 written, and the checkpoint appears at `--output` only once complete.
 """
@@ -130,7 +131,9 @@ def _free_port() -> int:
 
 
 def _spawned(local_rank: int, world: int, port: int, args: tuple) -> None:
-    os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world),
+    # Local processes convert on the CPU (gloo): conversion is memory copies, and tp x pp
+    # processes need not match the number of GPUs of this machine.
+    os.environ.update(CUDA_VISIBLE_DEVICES="", RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     _rank_main(*args)
 
