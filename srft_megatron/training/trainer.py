@@ -266,6 +266,7 @@ class Trainer:
         last_saved = self.step if self.step > 0 else -1
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.is_logger, desc="train",
                    unit="step")
+        healthy = False  # save at exit only after a clean stop (not after an error or a NaN)
         try:
             while self.step < t.steps:
                 record = self.train_step()
@@ -281,11 +282,12 @@ class Trainer:
                     last_saved = self.step
                 if (t.exit_after_step is not None and self.step >= t.exit_after_step) or self._should_stop():
                     break
+            healthy = True
         finally:
             bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            if ck.save_on_exit and self.step != last_saved and self.step > 0:
+            if healthy and ck.save_on_exit and self.step != last_saved and self.step > 0:
                 self.save()
             metrics.close()
         return 0
