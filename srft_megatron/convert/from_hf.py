@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from srft_megatron.convert.hf_io import HFCheckpointReader, read_hf_config
-from srft_megatron.convert.mapping import expected_hf_names
+from srft_megatron.convert.mapping import expected_hf_names, expected_hf_shape
 from srft_megatron.convert.megatron_io import attention_dims, fill_from_hf
 from srft_megatron.errors import ConfigError, InputError
 
@@ -74,8 +74,14 @@ def check_inputs(hf_dir: str, tp: int, pp: int):
             num_query_groups=shape.num_query_groups, vocab_size=shape.vocab_size)
     except ConfigError as exc:
         raise InputError(str(exc), file=source) from None
+    dims = attention_dims(shape)
     with HFCheckpointReader(hf_dir) as reader:
-        reader.require(expected_hf_names(shape.num_layers, tied=shape.tie_word_embeddings))
+        names = expected_hf_names(shape.num_layers, tied=shape.tie_word_embeddings)
+        reader.require(names)
+        for name in names:  # shapes from the safetensors headers, no data read
+            want, got = expected_hf_shape(name, dims, shape.ffn_hidden_size), tuple(reader.shape(name))
+            if got != want:
+                raise InputError(f"tensor {name!r} has shape {got}, config.json implies {want}", file=hf_dir)
     return config, shape
 
 

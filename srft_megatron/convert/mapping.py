@@ -218,6 +218,23 @@ def expected_hf_names(num_layers: int, tied: bool, bias: bool = True) -> list[st
     return names
 
 
+def expected_hf_shape(name: str, dims: AttentionDims, ffn_hidden_size: int) -> tuple[int, ...]:
+    """Shape a Qwen2ForCausalLM tensor must have, from its name (checked before converting)."""
+    q, kv, h = dims.num_heads * dims.head_dim, dims.num_kv_heads * dims.head_dim, dims.hidden
+    suffixes = {
+        "embed_tokens.weight": (dims.vocab_size, h), "lm_head.weight": (dims.vocab_size, h),
+        "norm.weight": (h,), "layernorm.weight": (h,),
+        "q_proj.weight": (q, h), "k_proj.weight": (kv, h), "v_proj.weight": (kv, h),
+        "q_proj.bias": (q,), "k_proj.bias": (kv,), "v_proj.bias": (kv,), "o_proj.weight": (h, q),
+        "gate_proj.weight": (ffn_hidden_size, h), "up_proj.weight": (ffn_hidden_size, h),
+        "down_proj.weight": (h, ffn_hidden_size),
+    }
+    for suffix, shape in suffixes.items():
+        if name.endswith(suffix):
+            return shape
+    raise KeyError(name)
+
+
 def hf_to_megatron(mapping: Mapping, tensors: Iterable[torch.Tensor], dims: AttentionDims) -> torch.Tensor:
     return mapping.transform.to_megatron(*tensors, dims)
 

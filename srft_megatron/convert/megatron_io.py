@@ -9,9 +9,10 @@ is megatron-core's, not ours, and the checkpoint is written by the same sharded 
 the trainer saves and loads, hence loadable at any TP/PP.
 
 Megatron -> HF never builds a model: it reads the checkpoint's tensor metadata and loads
-one decoder layer at a time (a slice of each stacked tensor, resharded by megatron-core's
-loader), converts, and hands the HF tensors to the streaming safetensors writer. Peak
-memory is one layer plus one output shard, so a 32B model converts on a CPU node.
+one decoder layer at a time (a slice of each stacked tensor, read through
+torch.distributed.checkpoint, the format of megatron-core's torch_dist backend), converts,
+and hands the HF tensors to the streaming safetensors writer. Peak memory is about one
+layer plus one output shard, so a 32B model converts on a CPU node.
 """
 
 from __future__ import annotations

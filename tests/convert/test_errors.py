@@ -61,6 +61,19 @@ def test_missing_tensor_is_rejected(tmp_path, tiny_hf, capsys):
     assert not out.exists()
 
 
+def test_tensor_of_the_wrong_shape_is_rejected(tmp_path, tiny_hf, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_hf, broken)
+    tensors = load_file(str(broken / "model.safetensors"))
+    name = "model.layers.0.self_attn.k_proj.weight"
+    tensors[name] = tensors[name][:16].contiguous()  # one KV head instead of two
+    save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    out = tmp_path / "ckpt"
+    _fails(capsys, ["convert", "from-hf", "--hf", str(broken), "--output", str(out)],
+           f"tensor '{name}' has shape (16, 64), config.json implies (32, 64)")
+    assert not out.exists()
+
+
 def test_existing_output_is_not_overwritten_without_flag(tmp_path, tiny_hf, capsys):
     out = tmp_path / "ckpt"
     out.mkdir()
