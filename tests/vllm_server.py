@@ -177,14 +177,14 @@ class VllmServer:
         vLLM's engine talks to the API server through `psm_*` segments (shm_open + mmap under
         their own name, so a user shows in /proc/PID/maps); a SIGKILLed group cannot unlink
         them. Segments that existed before the start, that another live process maps or holds
-        open (another engineer's server), or that are only seconds old are left alone.
+        open (another engineer's server), or that were written in the last second are left alone.
         Semaphores (`sem.*`) are never touched: glibc maps them under a temporary name, so
         /proc cannot tell a live one from a leaked one."""
         new = {n for n in _shm_names() - getattr(self, "_shm_before", _shm_names()) if n.startswith("psm_")}
         in_use = _mapped_shm()
         for name in new - in_use:
             try:
-                if time.time() - (SHM / name).stat().st_mtime > 10:
+                if time.time() - (SHM / name).stat().st_mtime > 1.0:
                     (SHM / name).unlink()
             except OSError:
                 pass
@@ -194,7 +194,7 @@ class VllmServer:
         self._signal_group(signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait(timeout=30)
-            time.sleep(0.5)  # let the group's other processes die before looking at their segments
+            time.sleep(1.5)  # let the group's other processes die before looking at their segments
             self._reap_shm()
 
     def stop(self, grace: float = 20.0) -> None:
@@ -210,7 +210,7 @@ class VllmServer:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        time.sleep(0.5)
+        time.sleep(1.5)
         self._reap_shm()
         self.proc = None
 
