@@ -1,0 +1,66 @@
+"""Blends, packing and data positions of the training dataset (megatron-core builder)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from srft_megatron.dataset import open_dataset
+from srft_megatron.training.data import StepBatches, build_train_dataset, pack_documents
+
+from .helpers import make_dataset
+
+
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("blend")
+    return (make_dataset(root / "resolved", n_docs=30, seed=1),
+            make_dataset(root / "unresolved", n_docs=30, seed=2, vocab=256))
+
+
+def _doc_index(prefix):
+    docs = open_dataset(prefix)
+    return {tuple(docs.document(i)[0].tolist()): docs.document(i)[1] for i in range(len(docs))}
+
+
+def test_blend_follows_weights_and_keeps_weights_aligned(two_datasets):
+    a, b = two_datasets
+    ds = build_train_dataset([str(a), str(b)], [0.75, 0.25], seq_length=64, num_samples=200, seed=3)
+    assert len(ds) == 200
+    ids = np.array([int(ds[i]["dataset_id"]) for i in range(200)])
+    assert abs((ids == 0).mean() - 0.75) < 0.03
+    # Every packed document's weights are exactly its source document's weights (shifted by one).
+    index = {0: _doc_index(a), 1: _doc_index(b)}
+    checked = 0
+    for i in range(40):
+        s = ds[i]
+        src = index[int(s["dataset_id"])]
+        at = 0
+        for n in s["doc_lengths"]:
+            tokens = [int(s["tokens"][at])] + s["labels"][at:at + n].tolist()
+            weights = src[tuple(tokens)]
+            assert np.array_equal(s["loss_weights"][at:at + n], weights[1:n + 1])
+            at += n
+            checked += 1
+    assert checked > 40  # 40 samples, several documents each
+
+
+def test_packing_keeps_whole_documents_within_seq_length():
+    lengths = np.array([10, 30, 65, 5, 40, 20, 100])
+    order, bounds = pack_documents(lengths, 64, None, seed=0, pack=True)
+    assert sorted(order.tolist()) == list(range(len(lengths)))  # one epoch, every document once
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        used = np.minimum(lengths[order[lo:hi]], 65) - 1
+        assert used.sum() <= 64 or hi - lo == 1  # a sample overflows only with one (truncated) document
+    order2, bounds2 = pack_documents(lengths, 64, 20, seed=0, pack=False)
+    assert len(bounds2) - 1 >= 20 and np.all(np.diff(bounds2) == 1)
+
+
+def test_step_batches_partition_the_global_batch(two_datasets):
+    a, _ = two_datasets
+    ds = build_train_dataset([str(a)], None, seq_length=64, num_samples=64, seed=3)
+    whole = StepBatches(ds, global_batch_size=8, micro_batch_size=2, dp_rank=0, dp_size=1)
+    shards = [StepBatches(ds, global_batch_size=8, micro_batch_size=2, dp_rank=r, dp_size=2) for r in range(2)]
+    for step in (0, 3):
+        assert sum((s.sample_indices(step) for s in shards), []) == whole.sample_indices(step)
+    assert whole.sample_indices(1) == list(range(8, 16))  # data position = step x global batch
