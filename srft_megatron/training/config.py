@@ -11,6 +11,7 @@ layers against PP, the datasets' presence, the sequence length against the model
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -223,7 +224,7 @@ def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
                         num_query_groups=shape.num_query_groups, vocab_size=shape.vocab_size)
     multiple = 16 if cfg.model.precision == "fp8" else 1  # FP8 GEMMs need dims divisible by 16
     if p.sequence_parallel:
-        multiple = multiple * p.tensor // _gcd(multiple, p.tensor)
+        multiple = math.lcm(multiple, p.tensor)
     if cfg.model.seq_length % multiple:
         raise ConfigError(f"model.seq_length={cfg.model.seq_length} must be a multiple of {multiple} "
                           f"(FP8 / sequence parallelism)")
@@ -245,12 +246,6 @@ def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
     if t.init_from is not None and not (Path(t.init_from) / "srft_checkpoint.json").is_file():
         raise ConfigError(f"train.init_from={t.init_from} is not a complete srft checkpoint")
     return shape, dims
-
-
-def _gcd(a: int, b: int) -> int:
-    import math
-
-    return math.gcd(a, b)
 
 
 def _validate_data(cfg: SrftTrainConfig) -> None:

@@ -42,6 +42,11 @@ class Trainer:
         self.is_logger = self.rank == 0
         self.dp_rank, self.dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
         self.use_te = self._use_te()
+        if self.use_te and cfg.data.pack and cfg.train.micro_batch_size != 1:
+            from srft_megatron.errors import ConfigError
+
+            raise ConfigError("packed THD sequences on Transformer Engine need train.micro_batch_size=1 "
+                              "(pack more documents per sequence instead)")
         self._stop_requested = False
         self.step = 0
         self.consumed_samples = 0
