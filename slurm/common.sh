@@ -56,14 +56,15 @@ srft_head_node_addr() {
 # Run "$@" (an srun line) in the background and wait for it, passing pre-emption signals on.
 #  - SIGTERM (pre-emption, scancel, scontrol requeue): SLURM already signals every task; we only
 #    keep the batch shell alive until the step has written its checkpoint and exited.
-#  - SIGUSR1 (from `#SBATCH --signal=B:USR1@SECONDS`, before the time limit): forward SIGTERM to
-#    the step so training checkpoints, then requeue this job so it resumes from that checkpoint.
+#  - SIGUSR1 (from `#SBATCH --signal=B:USR1@SECONDS`, before the time limit): SIGTERM to the
+#    step's tasks (`scancel --signal`, not to srun itself: srun would cancel the step and SIGKILL
+#    the tasks) so training checkpoints and exits; then requeue this job to resume from there.
 srft_run_step() {
   "$@" &
   local pid=$! rc=0
   trap 'echo "srft: SIGTERM at $(date +%T): waiting for step $pid to checkpoint" >&2' TERM
   trap 'echo "srft: time limit near: checkpoint and requeue job $SLURM_JOB_ID" >&2;
-        SRFT_REQUEUE=1; kill -TERM "$pid" 2>/dev/null || true' USR1
+        SRFT_REQUEUE=1; scancel --signal=TERM "$SLURM_JOB_ID" || true' USR1
   while :; do
     wait "$pid" && rc=0 || rc=$?
     kill -0 "$pid" 2>/dev/null || break   # wait returned early for a trapped signal
