@@ -139,7 +139,8 @@ def test_cli_runs_tiny_config_end_to_end(setup, tmp_path):
     root, data, _ = setup
     run = tmp_path / "cli"
     proc = subprocess.run([str(ROOT / ".venv" / "bin" / "srft"), "train", "--config", str(TINY_CONFIG),
-                           "--run-dir", str(run), f"data.prefixes=[{data}]", "train.steps=4"],
+                           "--run-dir", str(run), f"data.prefixes=[{data}]", "train.steps=4",
+                           "checkpoint.save_interval=2"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OMP_NUM_THREADS="2"))
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -150,5 +151,6 @@ def test_cli_runs_tiny_config_end_to_end(setup, tmp_path):
                 "weighted_fraction"} <= set(m)
         assert 0 < m["weighted_fraction"] < 1 and m["tokens"] > 0
     assert (run / "checkpoints" / "latest").read_text().strip() == "iter_0000004"
+    assert sorted(p.name for p in (run / "checkpoints").glob("iter_*")) == ["iter_0000002", "iter_0000004"]
     assert list((run / "tensorboard").iterdir())
     assert "model:" in proc.stdout and "name: tiny" in proc.stdout  # config printed at start
