@@ -115,6 +115,9 @@ def format_report(results: list[StageResult]) -> str:
     for r in results:
         out.append(f"{r.stage:<{width}}  {r.job_id or '-':>8}  {r.state:<12} {r.exit_code or '-':<6} "
                    f"{r.reason or '-'}")
+    if results and all(r.state == "SUBMITTED" for r in results):
+        out.append("pipeline submitted (detached): follow it with `squeue --me`; logs in RUN/logs")
+        return "\n".join(out)
     first_failed = next((r for r in results if not r.ok), None)
     if first_failed is None:
         out.append("pipeline: all stages succeeded")

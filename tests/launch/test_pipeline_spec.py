@@ -10,6 +10,7 @@ import yaml
 
 from srft_megatron.errors import ConfigError
 from srft_megatron.launch.entry import main as entry_main
+from srft_megatron.launch.jobs import StageResult, error_lines, format_report, tail
 from srft_megatron.launch.entry import resolve
 from srft_megatron.launch.pipeline import DEFAULT_ARGS, build_pipeline, load_pipeline
 from srft_megatron.launch.rundir import SUBDIRS, RunDir
@@ -100,3 +101,22 @@ def test_latest_reference_resolves_to_the_newest_checkpoint(tmp_path, capsys):
     assert "names 'iter_0000009', which is not a checkpoint directory" in capsys.readouterr().err
     assert entry_main(["convert", "to-hf", "--checkpoint", f"@latest:{tmp_path / 'none'}"]) == 2
     assert "did training save one?" in capsys.readouterr().err
+
+
+def test_report_names_the_failed_stage_and_why(tmp_path):
+    log = tmp_path / "log-srft-train_12_0.out"
+    log.write_text("[default0]:[rank0]: Traceback (most recent call last):\n"
+                   "[default0]:[rank0]: ValueError: cannot mmap an empty file\n" + "x\n" * 20)
+    results = [StageResult("preprocess", "11", "COMPLETED", "0:0"),
+               StageResult("train", "12", "FAILED", "1:0", "NonZeroExitCode", log=str(log),
+                           log_tail=tail(log, 3), error_lines=error_lines(log)),
+               StageResult("convert", "13", "CANCELLED", "0:0", "DependencyNeverSatisfied")]
+    report = format_report(results)
+    assert "pipeline FAILED at stage train" in report
+    assert f"train: job 12 FAILED, exit code 1:0, reason NonZeroExitCode; log: {log}" in report
+    assert "  ! ValueError: cannot mmap an empty file" in report        # the cause, prefix stripped
+    assert "convert: job 13 did not run (CANCELLED): train failed" in report
+    assert report.count("  | x") == 3
+    detached = format_report([StageResult("train", "12", "SUBMITTED")])
+    assert "pipeline submitted (detached)" in detached and "FAILED" not in detached
+    assert "pipeline: all stages succeeded" in format_report(results[:1])
