@@ -92,7 +92,7 @@ class Qwen2Shape:
                 kv_channels=int(cfg.get("head_dim") or hidden // heads),
                 vocab_size=int(cfg["vocab_size"]),
                 tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-                rotary_base=float(cfg.get("rope_theta", 1_000_000.0)),
+                rotary_base=_rope_base(cfg),
                 norm_epsilon=float(cfg.get("rms_norm_eps", 1e-6)),
                 max_position_embeddings=max_pos,
                 seq_length=min(seq_length or 4096, max_pos),
@@ -160,6 +160,16 @@ QWEN2_SHAPES: dict[str, Qwen2Shape] = {
                                   num_query_groups=2, kv_channels=16, vocab_size=151936,
                                   tie_word_embeddings=True, max_position_embeddings=32768, seq_length=1024),
 }
+
+
+def _rope_base(cfg: dict) -> float:
+    """RoPE base: `rope_theta` (transformers 4) or `rope_parameters.rope_theta` (transformers 5)."""
+    if cfg.get("rope_theta") is not None:
+        return float(cfg["rope_theta"])
+    params = cfg.get("rope_parameters") or {}
+    if params.get("rope_type", "default") not in ("default", None):
+        raise ConfigError(f"rope scaling {params.get('rope_type')!r} is not supported")
+    return float(params.get("rope_theta", 1_000_000.0))
 
 
 def get_shape(name_or_path: str | Path, **overrides: Any) -> Qwen2Shape:

@@ -89,3 +89,15 @@ def test_7b_config_used_by_the_experiment_matrix():
     cfg = load_config(TINY_CONFIG.parent / "qwen2.5-7b.yaml", ["data.prefixes=[data/rft]"])
     shape, dims = validate(cfg, 8, check_data=False)
     assert (dims.tp, dims.pp, dims.dp) == (4, 1, 2) and shape.hidden_size == 3584
+
+
+def test_rope_base_is_read_from_transformers_5_rope_parameters():
+    """transformers 5 writes the RoPE base under `rope_parameters`; it must not fall back to 1e6."""
+    from transformers import Qwen2Config
+
+    from srft_megatron.model.configs import Qwen2Shape
+
+    cfg = Qwen2Config(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+                      num_hidden_layers=2, vocab_size=512, rope_theta=12345.0).to_dict()
+    assert Qwen2Shape.from_hf_config(cfg).rotary_base == 12345.0
+    assert Qwen2Shape.from_hf_config({**cfg, "rope_parameters": None, "rope_theta": 500.0}).rotary_base == 500.0
