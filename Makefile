@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench clean-venv lock
+.PHONY: setup test demo bench bench-label bench-train clean-venv lock
 
 setup: $(STAMP)
 
@@ -22,8 +22,16 @@ test: setup
 demo: setup
 	$(VENV)/bin/srft demo $(if $(CRITIC),--critic,) $(DEMO_ARGS)
 
+# Speed tables (not tests): preprocess vs plain tokenisation; critic client on local vLLM
+# replicas (builds .venv-vllm, starts two CPU servers); trainer throughput (GPU machine).
 bench: setup
 	$(PY) bench/preprocess.py
+
+bench-label: setup
+	$(PY) bench/label.py
+
+bench-train: setup
+	$(PY) bench/train.py
 
 # Re-resolve the pinned set after changing pyproject.toml's dependencies.
 lock: setup
