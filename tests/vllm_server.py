@@ -28,6 +28,7 @@ Each server uses ~2.5 GiB of memory and takes ~30 s to become ready.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -101,6 +102,7 @@ class VllmServer:
         self.cpu = cpu
         self.port = port or free_port()
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix=f"vllm-{self.port}-"))
+        self.socket_dir: Path | None = None  # short, made at start: see `_make_socket_dir`
         self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen | None = None
 
@@ -127,16 +129,38 @@ class VllmServer:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
         cache = self.run_dir / "cache"
+        sockets = str(self.socket_dir or self.run_dir)
         env.update(VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1", VLLM_HOST_IP="127.0.0.1",
-                   VLLM_CPU_OMP_THREADS_BIND=str(self.cpu), TMPDIR=str(self.run_dir),
-                   VLLM_RPC_BASE_PATH=str(self.run_dir), VLLM_CACHE_ROOT=str(cache), HF_HUB_OFFLINE="1",
+                   VLLM_CPU_OMP_THREADS_BIND=str(self.cpu), TMPDIR=sockets,
+                   VLLM_RPC_BASE_PATH=sockets, VLLM_CACHE_ROOT=str(cache), HF_HUB_OFFLINE="1",
                    VLLM_NO_USAGE_STATS="1", VLLM_LOGGING_LEVEL="WARNING")
         return env
+
+    def _make_socket_dir(self) -> Path:
+        """A directory of its own, with a short path, for vLLM's IPC sockets and temporary files.
+
+        vLLM binds ZeroMQ `ipc://` sockets under `VLLM_RPC_BASE_PATH` as `<dir>/<uuid4>`, and a
+        Unix socket path is at most 107 bytes: under a deep run directory (pytest's tmp_path, a
+        user's `--output`) the engine dies at start-up with `ipc path ... is longer than 107
+        characters`. So the sockets never live in `run_dir`: they get a fresh `/tmp/srft-vllm-*`
+        directory (~55 bytes with the uuid), removed at `stop()`/`kill()`."""
+        base = "/tmp" if os.path.isdir("/tmp") else None
+        path = Path(tempfile.mkdtemp(prefix="srft-vllm-", dir=base))
+        if len(str(path)) + 1 + 36 > 100:
+            raise RuntimeError(f"temporary directory {path} is too long for vLLM's IPC sockets")
+        return path
+
+    def _remove_socket_dir(self) -> None:
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+            self.socket_dir = None
 
     def start(self) -> "VllmServer":
         if self.alive:
             return self
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_socket_dir()
+        self.socket_dir = self._make_socket_dir()
         self._shm_before = _shm_names()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), env=self.env(), stdout=log, stderr=subprocess.STDOUT,
@@ -196,6 +220,7 @@ class VllmServer:
             self.proc.wait(timeout=30)
             time.sleep(1.5)  # let the group's other processes die before looking at their segments
             self._reap_shm()
+        self._remove_socket_dir()
 
     def stop(self, grace: float = 20.0) -> None:
         if self.proc is None:
@@ -212,6 +237,7 @@ class VllmServer:
             pass
         time.sleep(1.5)
         self._reap_shm()
+        self._remove_socket_dir()
         self.proc = None
 
     def __enter__(self) -> "VllmServer":

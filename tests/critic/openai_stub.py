@@ -9,7 +9,9 @@ the test process). Modes:
 - `valid`: a valid answer built from the request's `response_format` schema (all steps `good`);
 - `error500`: HTTP 500 to every completion request.
 
-`delay` (seconds) makes each completion slow, like a loaded replica.
+`delay` (seconds) makes each completion slow, like a loaded replica. `gate` (a
+`threading.Event`) holds every completion until it is set (at most `gate_timeout` s): a replica
+that is busy for exactly as long as a test needs, with no race against the clock.
 
     with StubServer("valid") as stub:
         stub.url        # http://127.0.0.1:PORT/v1
@@ -69,6 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.requests += 1
             self.server.last_payload = payload
         time.sleep(self.server.delay)
+        if self.server.gate is not None:
+            self.server.gate.wait(self.server.gate_timeout)
         if self.server.mode == "error500":
             self._send(500, {"error": "stub failure"})
             return
@@ -86,8 +90,9 @@ class _Server(ThreadingHTTPServer):
 
 class StubServer:
     def __init__(self, mode: str = "valid", model: str = "tiny", max_model_len: int = 65536, port: int | None = None,
-                 delay: float = 0.0):
+                 delay: float = 0.0, gate: threading.Event | None = None, gate_timeout: float = 60.0):
         self.mode, self.model, self.max_model_len, self.delay = mode, model, max_model_len, delay
+        self.gate, self.gate_timeout = gate, gate_timeout
         self.port = port or free_port()
         self._past_requests = 0  # served by earlier starts
         self._server: _Server | None = None
@@ -101,6 +106,7 @@ class StubServer:
         server = _Server(("127.0.0.1", self.port), _Handler)
         server.mode, server.model, server.max_model_len = self.mode, self.model, self.max_model_len
         server.requests, server.lock, server.delay, server.last_payload = 0, self._lock, self.delay, None
+        server.gate, server.gate_timeout = self.gate, self.gate_timeout
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return self

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 
 
 from srft_megatron.cli import main as srft
@@ -60,21 +61,43 @@ def test_server_errors_are_retried_then_recorded(trajectories, tiny_model, tmp_p
     assert sorted(r["id"] for r in lines(out)) == sorted(t.id for _, t in read_trajectories(str(trajectories)))
 
 
+def wait_for(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def test_a_replica_down_at_start_is_taken_back_when_healthy(corpus, tiny_model, tmp_path):
-    a = StubServer("valid", delay=0.05).start()
-    b = StubServer("valid", delay=0.05)  # not started yet
+    """B is down when labelling starts; it comes up while A holds its requests (a gate, not a
+    clock: on a slow or fast machine alike, the run cannot end before B is back)."""
+    gate = threading.Event()
+    a = StubServer("valid", gate=gate).start()
+    b = StubServer("valid")  # not started yet
     config = LabelConfig(model="tiny", endpoints=[a.url, b.url], template=load_prompt(None), tokenizer=str(tiny_model),
                          ideal_path_chars=32, pool=PoolConfig(max_in_flight=2, health_interval=0.1, retries=2))
     labeller = Labeller(config, TokenCounter.load(str(tiny_model)))
-    timer = threading.Timer(1.0, b.start)
-    timer.start()
+    seen = {}
+
+    def bring_b_up():
+        seen["a_busy"] = wait_for(lambda: a.requests >= 2)  # A's two slots are held at the gate
+        b.start()
+        seen["b_served"] = wait_for(lambda: b.requests >= 1)  # re-admitted by its health probe
+        gate.set()
+
+    helper = threading.Thread(target=bring_b_up, daemon=True)
+    helper.start()
     try:
         totals = asyncio.run(labeller.run(str(corpus), str(tmp_path / "l.jsonl"), str(tmp_path / "f.jsonl"),
                                           progress=False))
     finally:
-        timer.cancel()
+        gate.set()
+        helper.join(timeout=60)
         a.stop()
         b.stop()
+    assert seen == {"a_busy": True, "b_served": True}
     n = sum(1 for _ in read_trajectories(str(corpus)))
     assert totals.labelled == n and totals.failed == 0
     stats = {s["url"]: s for s in totals.endpoints}

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -20,19 +22,27 @@ pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.slow,
                                  reason="minutes of vLLM start-up on CPU: set SRFT_TEST_CRITIC_SLURM=1")]
 
 
-def test_critic_sbatch_serves_one_replica_per_node_and_labels(slurm_cluster, traj_files, tmp_path):
+@pytest.fixture
+def socket_dir():
+    """vLLM's IPC sockets need a short path: a unix socket path is at most 107 bytes, tmp_path is deep."""
+    path = tempfile.mkdtemp(prefix="srft-vllm-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_critic_sbatch_serves_one_replica_per_node_and_labels(slurm_cluster, traj_files, tmp_path, socket_dir):
     from tests.vllm_server import build_tiny_model, free_port, vllm_python
 
     vpython = vllm_python()
     model = build_tiny_model(tmp_path / "critic")
     run = tmp_path / "run"
-    for sub in ("logs", "data", "vtmp"):
+    for sub in ("logs", "data"):
         (run / sub).mkdir(parents=True)
     # two short trajectories keep CPU labelling quick
     subprocess.run([str(ROOT / ".venv" / "bin" / "srft"), "ingest", *map(str, traj_files[:2]),
                     "-o", str(run / "data" / "trajectories.jsonl"), "--quiet"], check=True)
     port = free_port()
-    vtmp = str(run / "vtmp")
+    vtmp = socket_dir
     env = dict(slurm_cluster.env, SRFT_RUN_DIR=str(run), SRFT_REPO=str(ROOT), SRFT_CRITIC_MODEL=str(model),
                SRFT_VLLM_PYTHON=str(vpython), SRFT_VLLM_PORT=str(port),
                SRFT_VLLM_ARGS="--dtype float32 --max-model-len 8192 --enforce-eager",
