@@ -49,11 +49,16 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_optional_backends() -> None:
-    """megatron-core warns at import that TE/apex are absent; on CPU that is expected, not news."""
+    """megatron-core warns at import that TE/apex are absent; on CPU that is expected, not news.
+
+    Likewise its rank lookup outside torch.distributed: single-process stages (preprocess,
+    report, convert to-hf) read indexed datasets as rank 0, which is what the default gives;
+    under torchrun RANK is set and the warning never fires."""
     import logging
     import warnings
 
     warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")
+    warnings.filterwarnings("ignore", message="Could not determine rank from torch.distributed")
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
