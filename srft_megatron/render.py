@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from srft_megatron.errors import InputError
-from srft_megatron.trajectory import Trajectory
+from srft_megatron.trajectory import Trajectory, is_step
 
 RENDER_MODES = ("tools", "xml")
 END_OF_TURN = "<|im_end|>"
@@ -96,13 +96,13 @@ def template_messages(traj: Trajectory, mode: str = "tools") -> list[dict]:
     out, step = [], 0
     for msg in traj.messages:
         role, content = msg["role"], msg.get("content") or ""
-        if role == "assistant":
+        if is_step(msg):
             step += 1
         for token in CONTROL_TOKENS:
             if token in content:
                 raise InputError(f"{role} content contains the control token {token}, which would be "
                                  "tokenised as a real turn boundary", traj_id=traj.id,
-                                 step=step if role == "assistant" else None)
+                                 step=step if is_step(msg) else None)
         calls = msg.get("tool_calls") or []
         if role == "assistant" and calls:
             if mode == "tools":
@@ -142,8 +142,8 @@ class StepRenderer:
         full = self._render(messages)
         pieces: list[tuple[str, int]] = []
         cursor, step = 0, 0
-        for index, msg in enumerate(messages):
-            if msg["role"] != "assistant":
+        for index, original in enumerate(traj.messages):  # template_messages maps messages 1:1
+            if not is_step(original):
                 continue
             step += 1
             prefix = self._render(messages[:index], generation_prompt=True)

@@ -1,9 +1,14 @@
 """The normalised trajectory (DESIGN §1) and the step labels (DESIGN §2).
 
 A trajectory is an OpenAI-format chat: roles `system`, `user`, `assistant`, `tool`.
-A **step** is one assistant message (with its tool calls); steps are numbered 1..K in
-message order. Everything downstream (critic prompts, loss weights, viewer) indexes steps
-this way, so the numbering lives here and nowhere else.
+A **step** is one assistant message (with its tool calls) that the agent itself produced;
+steps are numbered 1..K in message order. Demonstration turns (SWE-agent's `is_demo`, marked
+`"is_demo": true` on the message) are context the agent saw, never steps: not numbered, not
+labelled, never trained. Everything downstream (critic prompts, loss weights, viewer) indexes
+steps through `Trajectory.steps()` / `is_step`, so the numbering lives here and nowhere else.
+
+`tools` is the list of OpenAI tool schemas the agent was given (DESIGN §1): rendered into the
+context exactly as vLLM renders them when the agent sends them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,18 @@ LABELS = ("good", "unnecessary", "harmful", "recover")
 FORMAT_VERSION = 1
 
 
+def is_step(msg: dict[str, Any]) -> bool:
+    """An assistant message the agent produced (a demonstration turn is context, not a step)."""
+    return msg.get("role") == "assistant" and not msg.get("is_demo")
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int                 # 1..K, as labels index steps
+    index: int                  # position in `Trajectory.messages`
+    message: dict[str, Any]
+
+
 @dataclass
 class Trajectory:
     id: str
@@ -28,11 +45,20 @@ class Trajectory:
     resolved: bool | None = None
     source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+
+    def steps(self) -> Iterator[Step]:
+        """The agent's steps in order, numbered 1..K (demonstration turns skipped)."""
+        number = 0
+        for index, msg in enumerate(self.messages):
+            if is_step(msg):
+                number += 1
+                yield Step(number, index, msg)
 
     @property
     def step_message_indices(self) -> list[int]:
         """Message index of step k+1 at position k."""
-        return [i for i, m in enumerate(self.messages) if m["role"] == "assistant"]
+        return [s.index for s in self.steps()]
 
     @property
     def num_steps(self) -> int:
@@ -41,6 +67,8 @@ class Trajectory:
     def to_json(self) -> dict[str, Any]:
         out = {"id": self.id, "instance_id": self.instance_id, "resolved": self.resolved,
                "source": self.source, "messages": self.messages}
+        if self.tools is not None:
+            out["tools"] = self.tools
         if self.extra:
             out["extra"] = self.extra
         return out
@@ -60,20 +88,36 @@ class Trajectory:
         resolved = obj.get("resolved")
         if resolved is not None and not isinstance(resolved, bool):
             raise InputError(f"'resolved' must be true, false or null, got {resolved!r}", traj_id=traj_id)
+        tools = obj.get("tools")
+        if tools is not None:
+            validate_tools(tools, traj_id)
         return cls(id=traj_id, messages=messages, instance_id=obj.get("instance_id"),
-                   resolved=resolved, source=obj.get("source"), extra=obj.get("extra") or {})
+                   resolved=resolved, source=obj.get("source"), extra=obj.get("extra") or {}, tools=tools)
+
+
+def validate_tools(tools: Any, traj_id: str | None = None) -> None:
+    """A list of OpenAI tool objects: `{"type": "function", "function": {"name": str, ...}}`."""
+    if not isinstance(tools, list):
+        raise InputError(f"'tools' must be a list of OpenAI tool objects, got {type(tools).__name__}",
+                         traj_id=traj_id)
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or tool.get("type") != "function" \
+                or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise InputError(f"tool {i} is not an OpenAI function tool "
+                             '({"type": "function", "function": {"name": ...}})', traj_id=traj_id)
 
 
 def validate_messages(messages: list[Any], traj_id: str) -> None:
-    """Roles known, content a string, tool calls well formed, at least one assistant step."""
+    """Roles known, content a string, tool calls well formed, at least one step of the agent."""
     step = 0
     for index, msg in enumerate(messages):
         if not isinstance(msg, dict):
             raise InputError(f"message {index} is not an object", traj_id=traj_id)
         role = msg.get("role")
-        if role == "assistant":
+        if is_step(msg):
             step += 1
-        where = {"traj_id": traj_id, "step": step if role == "assistant" else None}
+        where = {"traj_id": traj_id, "step": step if is_step(msg) else None}
         if role not in ROLES:
             raise InputError(f"unknown role {role!r} in message {index}", **where)
         if not isinstance(msg.get("content", ""), str):
@@ -83,7 +127,8 @@ def validate_messages(messages: list[Any], traj_id: str) -> None:
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 raise InputError(f"malformed tool call in message {index}", **where)
     if step == 0:
-        raise InputError("trajectory has no assistant step", traj_id=traj_id)
+        raise InputError("trajectory has no assistant step (demonstration turns are not steps)",
+                         traj_id=traj_id)
 
 
 def read_trajectories(path: str) -> Iterator[tuple[int, Trajectory | InputError]]:
