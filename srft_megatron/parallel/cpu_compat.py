@@ -15,9 +15,10 @@ those places back to the CPU:
 * the CUDA RNG functions (and megatron's copies of them) use the CPU default generator, so
   `model_parallel_cuda_manual_seed` and the RNG tracker work and checkpoints capture state.
 
-`enable_cpu_compat()` does nothing when CUDA is present, and is idempotent. Production code
-never depends on it: it is called by the process-group setup only when `torch.cuda` is
-unavailable.
+`enable_cpu_compat()` does nothing when CUDA is present, and is idempotent;
+`disable_cpu_compat()` undoes every patch (tests that run megatron-core in the test process
+enable it for their module only). Production code never depends on it: it is called by the
+process-group setup only when `torch.cuda` is unavailable.
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ class _CudaToCpuMode(TorchFunctionMode):
             return False
         if "device" in kwargs and _is_cuda_device(kwargs["device"]):
             kwargs["device"] = _CPU
-        if func in (torch.Tensor.to, torch.Tensor.new_empty, torch.Tensor.new_zeros) and len(args) > 1:
-            args = tuple(_CPU if (i == 1 and _is_cuda_device(a)) else a for i, a in enumerate(args))
+        # Only `Tensor.to` takes a device positionally (`x.to("cuda")`, `x.to(0)`); the positional
+        # arguments of `new_zeros`/`new_empty` are sizes, and an int there is a size, not a device.
+        if func is torch.Tensor.to and len(args) > 1 and _is_cuda_device(args[1]):
+            args = (args[0], _CPU, *args[2:])
         if kwargs.get("pin_memory"):
             kwargs["pin_memory"] = False
         return func(*args, **kwargs)
@@ -84,8 +87,30 @@ def _null_context(*args, **kwargs):
     yield
 
 
+_SAVED: list[tuple[object, str, object]] = []   # (owner, attribute, original) to undo the patches
+_MODE: TorchFunctionMode | None = None
+
+
+def _set(owner, name: str, value) -> None:
+    _SAVED.append((owner, name, getattr(owner, name)))
+    setattr(owner, name, value)
+
+
+class _Patcher:
+    """`cuda.x = v` records the original so `disable_cpu_compat` can put it back."""
+
+    def __init__(self, owner):
+        object.__setattr__(self, "_owner", owner)
+
+    def __getattr__(self, name):
+        return getattr(self._owner, name)
+
+    def __setattr__(self, name, value):
+        _set(self._owner, name, value)
+
+
 def _patch_torch_cuda() -> None:
-    cuda = torch.cuda
+    cuda = _Patcher(torch.cuda)
     cuda.current_device = lambda: _CPU
     cuda.set_device = lambda *a, **k: None
     cuda.synchronize = lambda *a, **k: None
@@ -105,20 +130,21 @@ def _patch_torch_cuda() -> None:
     cuda.set_rng_state = lambda state, *a, **k: torch.set_rng_state(state)
     # (torch.manual_seed itself calls torch.cuda.manual_seed_all, a no-op without CUDA.)
     cuda.manual_seed = lambda seed: torch.default_generator.manual_seed(int(seed))
-    cuda.random.get_rng_state = cuda.get_rng_state
-    cuda.random.set_rng_state = cuda.set_rng_state
+    random = _Patcher(torch.cuda.random)
+    random.get_rng_state = torch.cuda.get_rng_state
+    random.set_rng_state = torch.cuda.set_rng_state
 
 
 def _patch_megatron() -> None:
     from megatron.core.tensor_parallel import random as mrandom
 
-    mrandom._get_cuda_rng_state = lambda *a, **k: torch.get_rng_state()
-    mrandom._set_cuda_rng_state = lambda state, *a, **k: torch.set_rng_state(state)
+    _set(mrandom, "_get_cuda_rng_state", lambda *a, **k: torch.get_rng_state())
+    _set(mrandom, "_set_cuda_rng_state", lambda state, *a, **k: torch.set_rng_state(state))
 
 
 def enable_cpu_compat() -> bool:
     """Install the shim if CUDA is absent. Returns True when the shim is (now) active."""
-    global _ENABLED
+    global _ENABLED, _MODE
     if torch.cuda.is_available():
         return False
     with _LOCK:
@@ -126,10 +152,27 @@ def enable_cpu_compat() -> bool:
             return True
         _patch_torch_cuda()
         _patch_megatron()
-        # Entered for the rest of the process (never exited).
-        _CudaToCpuMode().__enter__()
+        _MODE = _CudaToCpuMode()
+        _MODE.__enter__()   # until disable_cpu_compat() (a training process keeps it to its end)
         _ENABLED = True
     return True
+
+
+def disable_cpu_compat() -> None:
+    """Undo `enable_cpu_compat`: leave the device mode and restore every patched attribute.
+
+    For tests that run megatron-core in the test process: the shim is theirs for their
+    duration only, so the rest of the suite sees an unpatched torch in any test order."""
+    global _ENABLED, _MODE
+    with _LOCK:
+        if not _ENABLED:
+            return
+        _MODE.__exit__(None, None, None)
+        _MODE = None
+        while _SAVED:
+            owner, name, original = _SAVED.pop()
+            setattr(owner, name, original)
+        _ENABLED = False
 
 
 def cpu_compat_active() -> bool:
