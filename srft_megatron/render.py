@@ -16,6 +16,18 @@ Tokenisation is per segment (context, step, context, step, ...): each step is to
 fresh boundary, exactly as at inference time, where the prompt ends with the generation header
 and the model produces the step from there. The decoded ids must give back the full render,
 character for character; any mismatch raises `InputError` naming the trajectory and step.
+
+The context is what the model sees at inference: the trajectory's `tools` (or the `--tools`
+override, `srft_megatron.tools`) are passed to the template as vLLM passes them when the agent
+sends them, so for every step k the tokens before step k's span are exactly
+`tokenize(render(messages[:i_k], tools, add_generation_prompt=True))` (tests/data/test_parity.py
+proves it against transformers and a real vLLM `/tokenize`). Demonstration turns (`is_demo`)
+are rendered as context and never get a span. The one place per-step tokenisation must differ
+from whole-text tokenisation: a step whose text starts with a newline (more precisely, whose
+first pre-token would merge with the `\n` ending `<|im_start|>assistant\n`). Generated, it
+starts a fresh token; re-read as part of a later prompt, vLLM merges it (`\n\n` is one token).
+The span is kept as generated, and such steps are listed in `RenderedTrajectory.newline_steps`
+(counted in the dataset metadata).
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from srft_megatron.errors import InputError
+from srft_megatron.tools import xml_system_content
 from srft_megatron.trajectory import Trajectory, is_step
 
 RENDER_MODES = ("tools", "xml")
@@ -52,6 +65,7 @@ class RenderedTrajectory:
     text: str
     input_ids: np.ndarray  # int32
     steps: list[StepSpan] = field(default_factory=list)
+    newline_steps: list[int] = field(default_factory=list)  # see the module docstring
 
     def step_weights(self, weights: list[float]) -> np.ndarray:
         """Per-token loss weights: `weights[k]` on the tokens of step k+1, 0 everywhere else.
@@ -85,12 +99,15 @@ def _xml_action(call: dict, traj_id: str, step: int) -> str:
     return "\n".join(lines)
 
 
-def template_messages(traj: Trajectory, mode: str = "tools") -> list[dict]:
-    """Messages as the chat template wants them for render `mode` (DESIGN §1).
+def template_messages(traj: Trajectory, mode: str = "tools", tools: list[dict] | None = None) -> list[dict]:
+    """Messages as the chat template wants them for render `mode` (DESIGN §1), one per message
+    of `traj` (demonstration turns included, their `is_demo` key dropped).
 
     `tools`: native tool calls, arguments parsed into objects (the template applies `tojson`;
     a JSON string would come out double-encoded). `xml`: calls written into the assistant text
-    as `<function=NAME>` blocks and tool results as plain user turns."""
+    as `<function=NAME>` blocks and tool results as plain user turns; the system message keeps
+    the function documentation of `tools`, written in when the source lacks it (SWE-smith's
+    format); without a system message, one holding only that documentation is put first."""
     if mode not in RENDER_MODES:
         raise ValueError(f"render mode must be one of {RENDER_MODES}, got {mode!r}")
     out, step = [], 0
@@ -117,6 +134,11 @@ def template_messages(traj: Trajectory, mode: str = "tools") -> list[dict]:
             out.append({"role": "user", "content": content})
         else:
             out.append({"role": role, "content": content})
+    if mode == "xml" and tools:
+        if out and out[0]["role"] == "system":
+            out[0] = {"role": "system", "content": xml_system_content(out[0]["content"], tools)}
+        else:
+            out.insert(0, {"role": "system", "content": xml_system_content("", tools)})
     return out
 
 
@@ -124,30 +146,41 @@ class StepRenderer:
     """Renders and tokenises trajectories with one tokenizer and render mode."""
 
     def __init__(self, tokenizer, mode: str = "tools", tools: list[dict] | None = None):
+        """`tools`: an override for every trajectory (`--tools`); None renders each trajectory
+        with its own `tools` (none when it carries none)."""
         self.tokenizer = tokenizer
         self.mode = mode
         self.tools = tools
         self.eot_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
         if self.eot_id is None or self.eot_id == tokenizer.unk_token_id:
             raise ValueError(f"tokenizer has no {END_OF_TURN} token: not a ChatML (Qwen2.5) tokenizer")
+        self._newline_id = tokenizer("\n", add_special_tokens=False)["input_ids"]
 
-    def _render(self, messages: list[dict], generation_prompt: bool = False) -> str:
+    def tools_for(self, traj: Trajectory) -> list[dict] | None:
+        """The tools `traj` is rendered with: the override, else its own."""
+        return self.tools if self.tools is not None else traj.tools
+
+    def template_messages(self, traj: Trajectory) -> list[dict]:
+        return template_messages(traj, self.mode, self.tools_for(traj))
+
+    def _render(self, messages: list[dict], generation_prompt: bool = False,
+                tools: list[dict] | None = None) -> str:
         return self.tokenizer.apply_chat_template(
-            messages, tools=self.tools if self.mode == "tools" else None, tokenize=False,
+            messages, tools=tools if self.mode == "tools" else None, tokenize=False,
             add_generation_prompt=generation_prompt)
 
     def segments(self, traj: Trajectory) -> tuple[str, list[tuple[str, int]]]:
         """The full render and its pieces: `(text, step)` with step 0 for context."""
-        messages = template_messages(traj, self.mode)
-        full = self._render(messages)
+        tools = self.tools_for(traj)
+        messages = self.template_messages(traj)
+        shift = len(messages) - len(traj.messages)  # template_messages maps messages 1:1 after it
+        full = self._render(messages, tools=tools)
         pieces: list[tuple[str, int]] = []
-        cursor, step = 0, 0
-        for index, original in enumerate(traj.messages):  # template_messages maps messages 1:1
-            if not is_step(original):
-                continue
-            step += 1
-            prefix = self._render(messages[:index], generation_prompt=True)
-            with_step = self._render(messages[: index + 1])
+        cursor = 0
+        for step_ in traj.steps():
+            step, index = step_.number, step_.index + shift
+            prefix = self._render(messages[:index], True, tools)
+            with_step = self._render(messages[: index + 1], tools=tools)
             if not with_step.startswith(prefix) or not full.startswith(with_step) or len(prefix) < cursor:
                 raise InputError("chat template render of the prefix does not line up with the full "
                                  "render (template is not prefix-stable)", traj_id=traj.id, step=step)
@@ -175,9 +208,18 @@ class StepRenderer:
                 spans.append(StepSpan(step, len(ids), len(ids) + len(piece_ids), char, char + len(text)))
             ids.extend(piece_ids)
             char += len(text)
+        newline_steps = [step for text, step in pieces if step and self._merges_after_newline(text)]
         decoded = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         if decoded != full:
             bad = next((s.step for s in spans if self.tokenizer.decode(ids[s.start:s.end]) != full[s.char_start:s.char_end]), None)
             raise InputError("token pieces do not reproduce the full render (tokeniser round trip "
                              "changed the text)", traj_id=traj.id, step=bad)
-        return RenderedTrajectory(traj.id, full, np.asarray(ids, dtype=np.int32), spans)
+        return RenderedTrajectory(traj.id, full, np.asarray(ids, dtype=np.int32), spans, newline_steps)
+
+    def _merges_after_newline(self, step_text: str) -> bool:
+        """Would the step's first pre-token merge with the header's `\n` in one whole text?
+        (Only the start matters: pre-tokens do not cross the first boundary that holds.)"""
+        head = step_text[:64]
+        encode = self.tokenizer
+        return (encode("\n" + head, add_special_tokens=False)["input_ids"]
+                != self._newline_id + encode(head, add_special_tokens=False)["input_ids"])
