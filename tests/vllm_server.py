@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from pathlib import Path
 import httpx
 
 from srft_megatron.evaluate.serve import ipc_scratch_dir
+from srft_megatron.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_VENV = Path(os.environ.get("SRFT_VLLM_VENV", ROOT / ".venv-vllm"))
@@ -87,12 +87,6 @@ def _mapped_shm() -> set[str]:
         except OSError:
             continue
     return names
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class VllmServer:

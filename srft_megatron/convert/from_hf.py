@@ -15,7 +15,6 @@ written, and the checkpoint appears at `--output` only once complete.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from srft_megatron.convert.hf_io import HFCheckpointReader, read_hf_config
 from srft_megatron.convert.mapping import expected_hf_names, expected_hf_shape
 from srft_megatron.convert.megatron_io import attention_dims, fill_from_hf
 from srft_megatron.errors import ConfigError, InputError
+from srft_megatron.ports import free_port
 
 DTYPES = {"float32": "fp32", "fp32": "fp32", "bfloat16": "bf16", "bf16": "bf16"}
 
@@ -130,12 +130,6 @@ def _rank_main(hf_dir: str, output: str, tp: int, pp: int, precision: str | None
                                  "precision": precision})
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _spawned(local_rank: int, world: int, port: int, args: tuple) -> None:
     # Local processes convert on the CPU (gloo): conversion is memory copies, and tp x pp
     # processes need not match the number of GPUs of this machine.
@@ -157,5 +151,5 @@ def convert_hf_to_megatron(hf_dir: str, output: str, tp: int = 1, pp: int = 1,
     import torch.multiprocessing as mp
 
     world = tp * pp
-    mp.start_processes(_spawned, args=(world, _free_port(), (hf_dir, output, tp, pp, precision, overwrite)),
+    mp.start_processes(_spawned, args=(world, free_port(), (hf_dir, output, tp, pp, precision, overwrite)),
                        nprocs=world, start_method="spawn")

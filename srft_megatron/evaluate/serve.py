@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,15 +25,11 @@ from pathlib import Path
 
 import httpx
 
+from srft_megatron.ports import free_port
+
 
 class ServeError(RuntimeError):
     """The vLLM server did not come up (the message carries the tail of its log)."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # vLLM binds ZeroMQ `ipc://` sockets as `<VLLM_RPC_BASE_PATH>/<uuid4>`; a unix socket path

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from srft_megatron.errors import ConfigError
+from srft_megatron.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -79,12 +79,6 @@ def world_from_env() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def init_process_group(timeout_minutes: int = 30) -> None:
     """Start torch.distributed (gloo on CPU, NCCL on GPU) if not started yet."""
     if dist.is_initialized():
@@ -92,7 +86,7 @@ def init_process_group(timeout_minutes: int = 30) -> None:
     rank, world = world_from_env()
     if "RANK" not in os.environ:  # plain single process: a world of one on a fresh port
         os.environ["MASTER_ADDR"] = "127.0.0.1"
-        os.environ["MASTER_PORT"] = str(_free_port())
+        os.environ["MASTER_PORT"] = str(free_port())
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

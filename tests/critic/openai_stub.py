@@ -22,18 +22,13 @@ that is busy for exactly as long as a test needs, with no race against the clock
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from srft_megatron.ports import free_port
+
 GARBAGE = "Sure! Here are the labels: step one looks good, step two is ~harmful~ <|im_end|>"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _valid_answer(payload: dict) -> str:
