@@ -17,14 +17,16 @@ drop); tool-call arguments are JSON strings; a tool message carries `tool_call_i
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from srft_megatron.errors import InputError
-from srft_megatron.io import iter_jsonl_tolerant
-from srft_megatron.trajectory import ROLES, Trajectory, validate_messages
+from srft_megatron.io import iter_jsonl_tolerant, iter_lines, read_text
+from srft_megatron.trajectory import ROLES, Trajectory, validate_messages, validate_tools
 
 
 @dataclass
@@ -75,32 +77,63 @@ def _normalise_tool_calls(calls: Any, where: dict) -> list[dict]:
     return out
 
 
-def normalise_messages(raw_messages: Any, traj_id: str) -> list[dict]:
-    """OpenAI-format messages with string content; raises `InputError` naming the step."""
+def normalise_messages(raw_messages: Any, traj_id: str, roles: dict[str, str] | None = None,
+                       text_key: str = "content") -> list[dict]:
+    """OpenAI-format messages with string content; raises `InputError` naming the step.
+
+    `roles` renames source roles (nebius rows say `ai`); `text_key` is where a source keeps the
+    text (`text` in nebius rows). A demonstration turn keeps `"is_demo": true`: it is context the
+    agent saw, not one of its steps (`trajectory.is_step`)."""
     if not isinstance(raw_messages, list) or not raw_messages:
         raise InputError("empty trajectory (no messages)", traj_id=traj_id)
     messages, step = [], 0
     for index, raw in enumerate(raw_messages):
         if not isinstance(raw, dict):
-            raise InputError(f"message {index} is not an object", traj_id=traj_id)
+            raise InputError(f"message {index} is not an object (got {type(raw).__name__})", traj_id=traj_id)
         role = raw.get("role")
-        if role == "assistant":
+        role = (roles or {}).get(role, role) if isinstance(role, str) else role
+        demo = bool(raw.get("is_demo"))
+        if role == "assistant" and not demo:
             step += 1
-        where = {"traj_id": traj_id, "step": step if role == "assistant" else None}
+        where = {"traj_id": traj_id, "step": step if role == "assistant" and not demo else None}
         if role not in ROLES:
             raise InputError(f"unknown role {role!r} in message {index}", **where)
-        msg: dict[str, Any] = {"role": role, "content": _flatten_content(raw.get("content"), where)}
+        msg: dict[str, Any] = {"role": role, "content": _flatten_content(raw.get(text_key), where)}
         if role == "assistant" and raw.get("tool_calls"):
             msg["tool_calls"] = _normalise_tool_calls(raw["tool_calls"], where)
         if role == "tool":
             ids = raw.get("tool_call_ids") or ([raw["tool_call_id"]] if raw.get("tool_call_id") else [])
             if ids:
                 msg["tool_call_id"] = ids[0]
-        if raw.get("is_demo"):
-            msg["is_demo"] = True  # part of the context the agent saw; kept, flagged for viewers
+        if demo:
+            msg["is_demo"] = True  # context the agent saw (SWE-agent put_demos_in_history), never a step
         messages.append(msg)
     validate_messages(messages, traj_id)
     return messages
+
+
+def rollout_id(path: Path, instance: str) -> str:
+    """A distinct, stable id for the rollout stored at `path`.
+
+    Agents write one directory per instance inside one directory per run: SWE-agent
+    `RUN/INSTANCE/INSTANCE.traj`, mini-swe-agent `OUT/INSTANCE/INSTANCE.traj.json` (and `srft
+    evaluate` puts OUT at `RUN/rollout-NN/agent`). Several rollouts of one task differ only in
+    the run directory, so the id is `RUN/INSTANCE` (`RUN/rollout-NN/INSTANCE` for srft evaluate);
+    a file outside that layout keeps its file name (`instance`), as before."""
+    parents = [p.name for p in Path(os.path.abspath(path)).parents]  # not resolve(): keep symlinked run dirs
+    if not parents or parents[0] != instance or len(parents) < 2 or not parents[1]:
+        return instance
+    if parents[1] == "agent" and len(parents) >= 4 and parents[2].startswith("rollout-"):
+        return f"{parents[3]}/{parents[2]}/{instance}"
+    return f"{parents[1]}/{instance}"
+
+
+def content_id(instance_id: str, messages: list[dict]) -> str:
+    """Id for a row that has none (SWE-Gym / OpenHands, nebius): the instance plus a digest of
+    the normalised messages. Stable across runs and input order, distinct for distinct rollouts
+    of one instance; the same rollout given twice gets the same id (and is rejected as a duplicate)."""
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return f"{instance_id}#{digest[:12]}"
 
 
 def _traj_instance_id(data: dict, stem: str) -> str:
@@ -111,31 +144,52 @@ def _traj_instance_id(data: dict, stem: str) -> str:
         except json.JSONDecodeError:
             replay = None
     if isinstance(replay, dict):
-        ps_id = (replay.get("problem_statement") or {}).get("id")
+        problem = replay.get("problem_statement")
+        ps_id = problem.get("id") if isinstance(problem, dict) else None
         if isinstance(ps_id, str) and ps_id:
             return ps_id
     return stem
 
 
-def read_swe_agent_traj(path: Path) -> Iterator[IngestItem]:
-    """One `.traj` file → one trajectory (id = file stem)."""
-    traj_id = path.stem
+def _traj_messages(data: Any) -> Any:
+    """The message list of a SWE-agent `.traj`: `history`, else the last `trajectory` entry's
+    `messages` (or `query`). Odd shapes are `InputError`s, not tracebacks."""
+    if not isinstance(data, dict):
+        raise InputError(f"a .traj file must hold a JSON object, got {type(data).__name__}")
+    raw = data.get("history")
+    if raw:
+        if not isinstance(raw, list):
+            raise InputError(f"'history' must be a list of messages, got {type(raw).__name__}")
+        return raw
+    steps = data.get("trajectory")
+    if not steps:
+        raise InputError("no 'history' and no 'trajectory' (not a SWE-agent .traj)")
+    if not isinstance(steps, list):
+        raise InputError(f"'trajectory' must be a list of steps, got {type(steps).__name__}")
+    last = steps[-1]
+    if not isinstance(last, dict):
+        raise InputError(f"the last 'trajectory' entry must be an object, got {type(last).__name__}")
+    return last.get("messages") or last.get("query")
+
+
+def _read_json_file(path: Path, traj_id: str) -> Any:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
-        yield IngestItem(str(path), None, InputError(f"malformed JSON: {exc.msg} at line {exc.lineno}",
-                                                     file=str(path), traj_id=traj_id))
-        return
+        raise InputError(f"malformed JSON: {exc.msg}", line=exc.lineno) from None
+    except InputError as err:
+        raise err.located(traj_id=traj_id) from None
+
+
+def read_swe_agent_traj(path: Path) -> Iterator[IngestItem]:
+    """One `.traj` file → one trajectory (id from the run directory, `rollout_id`)."""
+    instance = path.stem
+    traj_id = rollout_id(path, instance)
     try:
-        if not isinstance(data, dict):
-            raise InputError("a .traj file must hold a JSON object")
-        raw = data.get("history")
-        if not raw and data.get("trajectory"):
-            last = data["trajectory"][-1]
-            raw = last.get("messages") or last.get("query")
-        messages = normalise_messages(raw, traj_id)
-        info = data.get("info") or {}
-        traj = Trajectory(id=traj_id, messages=messages, instance_id=_traj_instance_id(data, traj_id),
+        data = _read_json_file(path, traj_id)
+        messages = normalise_messages(_traj_messages(data), traj_id)
+        info = data.get("info") if isinstance(data.get("info"), dict) else {}
+        traj = Trajectory(id=traj_id, messages=messages, instance_id=_traj_instance_id(data, instance),
                           resolved=None, source=f"swe-agent-traj:{path.name}",
                           extra={k: info[k] for k in ("exit_status",) if k in info})
         yield IngestItem(str(path), None, traj)
@@ -143,33 +197,137 @@ def read_swe_agent_traj(path: Path) -> Iterator[IngestItem]:
         yield IngestItem(str(path), None, err.located(file=str(path), traj_id=traj_id))
 
 
-def _row_to_trajectory(row: dict, file: str) -> Trajectory:
-    if not isinstance(row, dict):
-        raise InputError("record is not a JSON object")
-    if isinstance(row.get("messages"), str):  # SWE-smith dataset row
-        traj_id = row.get("traj_id") or row.get("id") or row.get("instance_id")
-        if not isinstance(traj_id, str) or not traj_id:
-            raise InputError("SWE-smith row without traj_id/instance_id")
-        try:
-            raw = json.loads(row["messages"])
-        except json.JSONDecodeError as exc:
-            raise InputError(f"'messages' is not valid JSON ({exc.msg})", traj_id=traj_id) from None
-        resolved = row.get("resolved")
-        if resolved is not None and not isinstance(resolved, bool):
-            raise InputError(f"'resolved' must be a boolean, got {resolved!r}", traj_id=traj_id)
-        extra = {"model": row["model"]} if row.get("model") else {}
-        return Trajectory(id=traj_id, messages=normalise_messages(raw, traj_id),
-                          instance_id=row.get("instance_id"), resolved=resolved,
-                          source=f"swe-smith-row:{Path(file).name}", extra=extra)
-    # normalised form: flatten/normalise the messages (idempotent), then validate the record
-    traj_id = row.get("id")
+def read_mini_swe_agent(path: Path, data: Any = None) -> Iterator[IngestItem]:
+    """A mini-swe-agent trajectory (`INSTANCE/INSTANCE.traj.json`, what `srft evaluate` runs):
+    `{"info": {exit_status, submission, ...}, "messages": [...], "trajectory_format": "mini-swe-agent-1"}`."""
+    instance = path.name[: -len(".traj.json")] if path.name.endswith(".traj.json") else path.stem
+    traj_id = rollout_id(path, instance)
+    try:
+        if data is None:
+            data = _read_json_file(path, traj_id)
+        if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
+            raise InputError("a mini-swe-agent trajectory must be an object with a 'messages' list")
+        info = data.get("info") if isinstance(data.get("info"), dict) else {}
+        traj = Trajectory(id=traj_id, messages=normalise_messages(data["messages"], traj_id), instance_id=instance,
+                          resolved=None, source=f"mini-swe-agent:{path.name}",
+                          extra={k: info[k] for k in ("exit_status",) if k in info})
+        yield IngestItem(str(path), None, traj)
+    except InputError as err:
+        yield IngestItem(str(path), None, err.located(file=str(path), traj_id=traj_id))
+
+
+def _parse_json_column(value: Any, name: str, traj_id: str | None) -> Any:
+    """Dataset columns holding JSON are strings in some exports and nested values in others."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"'{name}' is not valid JSON ({exc.msg})", traj_id=traj_id) from None
+
+
+def _resolved_field(row: dict, key: str, traj_id: str) -> bool | None:
+    value = row.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise InputError(f"'{key}' must be a boolean, got {value!r}", traj_id=traj_id)
+    return value
+
+
+def _swe_smith_row(row: dict, file: str) -> Trajectory:
+    """SWE-smith trajectories dataset: `messages` a JSON string (or already a list), `traj_id`."""
+    traj_id = row.get("traj_id")
     if not isinstance(traj_id, str) or not traj_id:
-        raise InputError("record without a string 'id' (and not a SWE-smith row)")
-    return Trajectory.from_json({**row, "messages": normalise_messages(row.get("messages"), traj_id)})
+        raise InputError("SWE-smith row with an empty or non-string 'traj_id'")
+    raw = _parse_json_column(row.get("messages"), "messages", traj_id)
+    extra = {"model": row["model"]} if row.get("model") else {}
+    return Trajectory(id=traj_id, messages=normalise_messages(raw, traj_id),
+                      instance_id=row.get("instance_id"), resolved=_resolved_field(row, "resolved", traj_id),
+                      source=f"swe-smith-row:{Path(file).name}", extra=extra)
+
+
+def _openhands_row(row: dict, file: str) -> Trajectory:
+    """SWE-Gym / OpenHands rows: OpenAI `messages` (several tool calls per turn), the agent's
+    `tools`, `instance_id`, `resolved`, and no id (`content_id` gives one)."""
+    instance = row.get("instance_id")
+    if not isinstance(instance, str) or not instance:
+        raise InputError("row without an id needs a string 'instance_id'")
+    messages = normalise_messages(_parse_json_column(row.get("messages"), "messages", instance), instance)
+    traj_id = content_id(instance, messages)
+    tools = _parse_json_column(row.get("tools"), "tools", traj_id)
+    if tools is not None:
+        validate_tools(tools, traj_id)
+    return Trajectory(id=traj_id, messages=messages, instance_id=instance,
+                      resolved=_resolved_field(row, "resolved", traj_id),
+                      source=f"openhands-row:{Path(file).name}", tools=tools or None)
+
+
+NEBIUS_ROLES = {"ai": "assistant"}
+
+
+def _nebius_row(row: dict, file: str) -> Trajectory:
+    """nebius/SWE-agent-trajectories rows: `trajectory` of `{role: system|user|ai, text}`,
+    `instance_id`, `model_name`, `target` (resolved), no id (`content_id` gives one)."""
+    instance = row.get("instance_id")
+    if not isinstance(instance, str) or not instance:
+        raise InputError("nebius row without a string 'instance_id'")
+    raw = _parse_json_column(row.get("trajectory"), "trajectory", instance)
+    messages = normalise_messages(raw, instance, roles=NEBIUS_ROLES, text_key="text")
+    traj_id = content_id(instance, messages)
+    extra = {k: row[k] for k in ("model_name", "exit_status") if isinstance(row.get(k), str)}
+    return Trajectory(id=traj_id, messages=messages, instance_id=instance,
+                      resolved=_resolved_field(row, "target", traj_id),
+                      source=f"nebius-row:{Path(file).name}", extra=extra)
+
+
+def _is_nebius(row: dict) -> bool:
+    steps = row.get("trajectory")
+    if isinstance(steps, str):
+        return steps.lstrip().startswith("[") and '"text"' in steps[:2000]
+    return isinstance(steps, list) and bool(steps) and isinstance(steps[0], dict) and "text" in steps[0]
+
+
+def _is_mini_swe_agent(obj: Any) -> bool:
+    fmt = obj.get("trajectory_format") if isinstance(obj, dict) else None
+    return isinstance(fmt, str) and fmt.startswith("mini-swe-agent")
+
+
+def _row_to_trajectory(row: Any, file: str) -> Trajectory:
+    """Dispatch one record on its shape; an unknown shape is 'unsupported format' with its keys."""
+    if not isinstance(row, dict):
+        raise InputError(f"record is not a JSON object (got {type(row).__name__})")
+    if _is_mini_swe_agent(row):
+        raise InputError("a mini-swe-agent trajectory inside a rows file (its instance id is its file "
+                         "name): give the INSTANCE.traj.json file itself")
+    if "traj_id" in row and "messages" in row:
+        return _swe_smith_row(row, file)
+    if "id" in row and isinstance(row.get("messages"), list):  # normalised form (idempotent)
+        traj_id = row.get("id")
+        if not isinstance(traj_id, str) or not traj_id:
+            raise InputError("record with an empty or non-string 'id'")
+        tools = _parse_json_column(row.get("tools"), "tools", traj_id)
+        return Trajectory.from_json({**row, "tools": tools,
+                                     "messages": normalise_messages(row.get("messages"), traj_id)})
+    if "messages" in row and "instance_id" in row:
+        return _openhands_row(row, file)
+    if "trajectory" in row and "instance_id" in row and _is_nebius(row):
+        return _nebius_row(row, file)
+    keys = ", ".join(sorted(map(str, row))[:20]) or "none"
+    raise InputError(f"unsupported format: a record with keys [{keys}] (expected a normalised trajectory "
+                     "(id, messages), a SWE-smith row (traj_id, messages), a SWE-Gym/OpenHands row "
+                     "(instance_id, messages, tools) or a nebius row (instance_id, trajectory))")
+
+
+def _row_id(row: Any) -> str | None:
+    if not isinstance(row, dict):
+        return None
+    for key in ("traj_id", "id", "instance_id"):
+        if isinstance(row.get(key), str) and row[key]:
+            return row[key]
+    return None
 
 
 def read_rows(path: Path) -> Iterator[IngestItem]:
-    """JSONL of SWE-smith rows or normalised trajectories; Parquet of SWE-smith rows."""
+    """JSONL of rows (any supported shape); Parquet of rows."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -183,15 +341,31 @@ def read_rows(path: Path) -> Iterator[IngestItem]:
             yield _row_item(obj, str(path), line)
 
 
+def read_json(path: Path) -> Iterator[IngestItem]:
+    """A `.json` file: a mini-swe-agent trajectory, a JSON list of rows, or one row; a file that
+    holds one JSON value per line is read as JSONL."""
+    try:
+        data = json.loads(read_text(path))
+    except InputError as err:
+        yield IngestItem(str(path), err.line, err)
+        return
+    except json.JSONDecodeError:
+        yield from read_rows(path)  # JSON Lines under a .json name
+        return
+    if _is_mini_swe_agent(data):
+        yield from read_mini_swe_agent(path, data)
+    elif isinstance(data, list):
+        for index, row in enumerate(data, start=1):
+            yield _row_item(row, str(path), index)  # "line" = position in the list
+    else:
+        yield _row_item(data, str(path), 1)
+
+
 def _row_item(row: Any, file: str, line: int) -> IngestItem:
-    tid = None
-    if isinstance(row, dict):
-        tid = row.get("traj_id") or row.get("id")
     try:
         return IngestItem(file, line, _row_to_trajectory(row, file), raw=row)
     except InputError as err:
-        return IngestItem(file, line, err.located(file=file, line=line, traj_id=tid if isinstance(tid, str) else None),
-                          raw=row)
+        return IngestItem(file, line, err.located(file=file, line=line, traj_id=_row_id(row)), raw=row)
 
 
 def read_any(path: str | Path) -> Iterator[IngestItem]:
@@ -200,46 +374,75 @@ def read_any(path: str | Path) -> Iterator[IngestItem]:
         raise FileNotFoundError(f"input not found: {path}")
     if path.suffix == ".traj":
         yield from read_swe_agent_traj(path)
-    elif path.suffix in (".jsonl", ".json", ".parquet"):
+    elif path.suffix == ".json":
+        yield from read_json(path)
+    elif path.suffix in (".jsonl", ".parquet"):
         yield from read_rows(path)
     else:
-        raise InputError(f"unknown input type {path.suffix!r} (expected .traj, .jsonl or .parquet)", file=str(path))
+        raise InputError(f"unknown input type {path.suffix!r} (expected .traj, .traj.json, .json, .jsonl "
+                         "or .parquet)", file=str(path))
 
 
-def read_resolved(path: str | Path) -> dict[str, bool]:
+def read_resolved(path: str | Path, errors: list[InputError] | None = None) -> dict[str, bool]:
     """Resolved status by id: a swebench harness report (`resolved_ids`/`unresolved_ids`, or the
-    per-instance `{id: {"resolved": bool}}` form), JSONL or CSV of id → resolved."""
+    per-instance `{id: {"resolved": bool}}` form), JSONL or CSV of id → resolved.
+
+    A bad JSONL line or CSV row (not UTF-8, not JSON, not an object, no id, no boolean) is
+    appended to `errors`, located by file and line, and the rest is read; without `errors` the
+    first one is raised (`--strict`). A whole file that is no known form always raises."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
     out: dict[str, bool] = {}
+
+    def bad(err: InputError) -> None:
+        if errors is None:
+            raise err
+        errors.append(err)
+
     if path.suffix == ".csv":
-        for line, row in enumerate(csv.DictReader(text.splitlines()), start=2):
+        lines = list(iter_lines(path))
+        header = next((text for _, text in lines if not isinstance(text, InputError)), "")
+        for err in (text for _, text in lines if isinstance(text, InputError)):
+            bad(err)
+        good = [(n, text) for n, text in lines if not isinstance(text, InputError)]
+        for (line, _), row in zip(good[1:], csv.DictReader(text for _, text in good)):
             key = row.get("id") or row.get("instance_id") or row.get("traj_id")
             val = (row.get("resolved") or "").strip().lower()
             if not key or val not in ("true", "false", "1", "0", "yes", "no"):
-                raise InputError(f"CSV row needs id and resolved (true/false), got {row}", file=str(path), line=line)
+                bad(InputError(f"CSV row needs id and resolved (true/false) under the header {header.strip()!r}, "
+                               f"got {dict(row)}", file=str(path), line=line, traj_id=key or None))
+                continue
             out[key] = val in ("true", "1", "yes")
         return out
     if path.suffix == ".jsonl":
         for line, obj in iter_jsonl_tolerant(path):
             if isinstance(obj, InputError):
-                raise obj
-            key = obj.get("id") or obj.get("instance_id") or obj.get("traj_id")
-            if not isinstance(key, str) or not isinstance(obj.get("resolved"), bool):
-                raise InputError("JSONL row needs an id and a boolean 'resolved'", file=str(path), line=line)
-            out[key] = obj["resolved"]
+                bad(obj)
+                continue
+            key = _row_id(obj)
+            if not isinstance(obj, dict):
+                bad(InputError(f"line is not a JSON object (got {type(obj).__name__})", file=str(path), line=line))
+            elif key is None or not isinstance(obj.get("resolved"), bool):
+                bad(InputError("JSONL row needs an id (id, instance_id or traj_id) and a boolean 'resolved', "
+                               f"got {json.dumps(obj)[:120]}", file=str(path), line=line, traj_id=key))
+            else:
+                out[key] = obj["resolved"]
         return out
     try:
-        data = json.loads(text)
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
     if isinstance(data, dict) and ("resolved_ids" in data or "unresolved_ids" in data):
-        for key in data.get("resolved_ids", []):
-            out[key] = True
-        for field in ("unresolved_ids", "error_ids", "empty_patch_ids", "incomplete_ids"):
-            for key in data.get(field, []):
-                out.setdefault(key, False)
+        for field in ("resolved_ids", "unresolved_ids", "error_ids", "empty_patch_ids", "incomplete_ids"):
+            ids = data.get(field, [])
+            if not isinstance(ids, list) or not all(isinstance(k, str) for k in ids):
+                raise InputError(f"swebench report field {field!r} must be a list of ids", file=str(path))
+            for key in ids:
+                if field == "resolved_ids":
+                    out[key] = True
+                else:
+                    out.setdefault(key, False)
         return out
-    if isinstance(data, dict) and all(isinstance(v, dict) and "resolved" in v for v in data.values()):
-        return {k: bool(v["resolved"]) for k, v in data.items()}
+    if isinstance(data, dict) and data and all(isinstance(v, dict) and isinstance(v.get("resolved"), bool)
+                                               for v in data.values()):
+        return {k: v["resolved"] for k, v in data.items()}
     raise InputError("not a swebench report, JSONL or CSV of id -> resolved", file=str(path))

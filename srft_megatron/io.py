@@ -54,33 +54,58 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         handle.write("\n")
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """Yield `(line_number, object)`; a malformed line raises `InputError` naming file and line.
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | InputError]]:
+    """Yield `(line_number, text)` for each non-blank line, decoding each line on its own.
 
-    Blank lines are skipped. Callers that must keep going past bad lines catch the error
-    per line (see `JsonlRecords`)."""
-    with open(path, encoding="utf-8") as handle:
+    Why per line: one record with bytes that are not UTF-8 (a binary blob pasted into a tool
+    output, a truncated multi-byte character) must cost that record, not the whole file. Such a
+    line comes back as an `InputError` naming file, line and the byte offset."""
+    with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
             try:
-                yield number, json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON: {exc.msg} at column {exc.colno}",
-                                 file=str(path), line=number) from None
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, InputError(f"invalid UTF-8 (byte {exc.start} of the line: "
+                                         f"{raw[exc.start:exc.start + 1]!r})", file=str(path), line=number)
+                continue
+            if text.strip():
+                yield number, text
 
 
 def iter_jsonl_tolerant(path: str | os.PathLike) -> Iterator[tuple[int, Any | InputError]]:
-    """Like `iter_jsonl` but yields an `InputError` in place of each malformed line."""
-    with open(path, encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield number, json.loads(raw)
-            except json.JSONDecodeError as exc:
-                yield number, InputError(f"malformed JSON: {exc.msg} at column {exc.colno}",
-                                         file=str(path), line=number)
+    """Yield `(line_number, object)`, or an `InputError` in place of each line that is not
+    UTF-8 or not JSON (file and line named). Blank lines are skipped."""
+    for number, text in iter_lines(path):
+        if isinstance(text, InputError):
+            yield number, text
+            continue
+        try:
+            yield number, json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield number, InputError(f"malformed JSON: {exc.msg} at column {exc.colno}",
+                                     file=str(path), line=number)
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """Yield `(line_number, object)`; a malformed line raises `InputError` naming file and line.
+
+    For inputs where one bad line must stop the run; stages that reject and go on use
+    `iter_jsonl_tolerant`."""
+    for number, obj in iter_jsonl_tolerant(path):
+        if isinstance(obj, InputError):
+            raise obj
+        yield number, obj
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A whole UTF-8 file; bytes that are not UTF-8 raise `InputError` naming the file and the
+    line they are on (instead of a `UnicodeDecodeError` traceback)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"invalid UTF-8 (byte {exc.start} of the file)", file=str(path), line=line) from None
 
 
 class RejectLog:
