@@ -20,7 +20,9 @@ Non-assistant tokens are never weighted: the renderer only puts step weights on 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import argparse
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 from srft_megatron.errors import ConfigError, InputError
 from srft_megatron.trajectory import LABELS, LabelRecord, Trajectory
@@ -65,6 +67,22 @@ class WeightPolicy:
         out["rejected_labels"] = list(self.rejected_labels)
         out["label_weights"] = dict(self.label_weights)
         return out
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "WeightPolicy":
+        """The policy a dataset was made with (`meta.json`'s `policy`), exactly as `to_json` wrote it."""
+        if not isinstance(obj, dict):
+            raise ConfigError(f"a weight policy is a JSON object, got {type(obj).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(obj) - known)
+        if unknown:
+            raise ConfigError(f"unknown weight policy field(s) {', '.join(unknown)}")
+        if obj.get("version", POLICY_VERSION) != POLICY_VERSION:
+            raise ConfigError(f"weight policy version {obj.get('version')} (this srft reads {POLICY_VERSION})")
+        values = dict(obj)
+        values["rejected_labels"] = tuple(values.get("rejected_labels", ("harmful",)))
+        values["label_weights"] = tuple((str(k), float(v)) for k, v in dict(values.get("label_weights") or {}).items())
+        return cls(**values)
 
     def is_resolved(self, traj: Trajectory) -> bool:
         if traj.resolved is not None:
@@ -136,3 +154,23 @@ def make_policy(name: str, *, reject_labels: str | None = None, min_confidence: 
     if unknown_resolved:
         changes["unknown_resolved_as"] = unknown_resolved
     return replace(policy, **changes) if changes else policy
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The policy options, the same in every command that weights steps (preprocess, view)."""
+    group = parser.add_argument_group("weight policy (DESIGN §3)")
+    group.add_argument("--policy", default="srft", choices=list(PRESETS),
+                       help="weight policy preset (default: %(default)s)")
+    group.add_argument("--reject-labels", metavar="L1,L2", help="labels given weight 0 (default: harmful)")
+    group.add_argument("--min-confidence", type=float, metavar="C",
+                       help="reject a step only if the critic's confidence >= C")
+    group.add_argument("--label-weight", action="append", metavar="LABEL=W",
+                       help="fractional weight for a kept label, e.g. unnecessary=0.5 (repeatable)")
+    group.add_argument("--unknown-resolved", choices=["resolved", "unresolved", "error"],
+                       help="how to treat trajectories with unknown resolution (default: unresolved)")
+
+
+def from_args(args: argparse.Namespace) -> WeightPolicy:
+    """The policy `add_arguments`' options describe."""
+    return make_policy(args.policy, reject_labels=args.reject_labels, min_confidence=args.min_confidence,
+                       label_weights=args.label_weight, unknown_resolved=args.unknown_resolved)

@@ -14,21 +14,14 @@ from __future__ import annotations
 
 import argparse
 
-from srft_megatron.policy import PRESETS, make_policy
+from srft_megatron import policy as policy_options
 from srft_megatron.render import RENDER_MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trajectories", required=True, help="trajectories.jsonl (from srft ingest)")
     parser.add_argument("--labels", help="labels.jsonl (from srft label); needed by masking policies")
-    parser.add_argument("--policy", default="srft", choices=list(PRESETS), help="weight policy preset")
-    parser.add_argument("--reject-labels", metavar="L1,L2", help="labels given weight 0 (default: harmful)")
-    parser.add_argument("--min-confidence", type=float, metavar="C",
-                        help="reject a step only if the critic's confidence >= C")
-    parser.add_argument("--label-weight", action="append", metavar="LABEL=W",
-                        help="fractional weight for a kept label, e.g. unnecessary=0.5 (repeatable)")
-    parser.add_argument("--unknown-resolved", choices=["resolved", "unresolved", "error"],
-                        help="how to treat trajectories with unknown resolution (default: unresolved)")
+    policy_options.add_arguments(parser)
     parser.add_argument("--tokenizer", default="qwen2.5", help="'qwen2.5' (offline) or a HF tokenizer directory")
     parser.add_argument("--render", default="tools", choices=RENDER_MODES,
                         help="tools: native tool calls; xml: SWE-smith's <function=...> text format")
@@ -45,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from srft_megatron.preprocess import PreprocessJob, run_preprocess
 
-    policy = make_policy(args.policy, reject_labels=args.reject_labels, min_confidence=args.min_confidence,
-                         label_weights=args.label_weight, unknown_resolved=args.unknown_resolved)
+    policy = policy_options.from_args(args)
     job = PreprocessJob(trajectories=args.trajectories, labels=args.labels, policy=policy,
                         tokenizer=args.tokenizer, render=args.render, seq_length=args.seq_length,
                         overlong=args.overlong, output_prefix=args.output_prefix, workers=args.workers,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from srft_megatron import policy as policy_options
 from srft_megatron.errors import InputError
 from srft_megatron.io import atomic_open, iter_jsonl_tolerant
 
@@ -40,12 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tokenizer: 'qwen2.5' (offline) or a Hugging Face tokenizer directory (default: %(default)s)")
     parser.add_argument("--render", default="tools", choices=("tools", "xml"),
                         help="how tool calls are rendered for training, as in srft preprocess (default: %(default)s)")
-    parser.add_argument("--policy", default="srft",
-                        help="weight policy preset: naive, rft, srft, unresolved-only, unresolved-masked, "
-                             "all-masked (default: %(default)s)")
-    parser.add_argument("--reject-labels", metavar="L1,L2", help="labels the policy rejects (default: harmful)")
-    parser.add_argument("--min-confidence", type=float, metavar="P",
-                        help="reject a step only when the critic's confidence is at least P")
+    policy_options.add_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -87,11 +83,10 @@ def load_labels(path: str) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     from srft_megatron import load_tokenizer
-    from srft_megatron.policy import make_policy
     from srft_megatron.render import StepRenderer
     from srft_megatron.view import build_view, file_stem, page
 
-    policy = make_policy(args.policy, reject_labels=args.reject_labels, min_confidence=args.min_confidence)
+    policy = policy_options.from_args(args)
     trajs = load_trajectories(args.trajectories, args.ids, args.resolved)
     labels = load_labels(args.labels)
     for traj in trajs:  # cheap checks first: a bad input fails before the tokenizer loads

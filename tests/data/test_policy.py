@@ -62,3 +62,25 @@ def test_bad_knobs_are_config_errors():
     with pytest.raises(ConfigError, match="unknown policy"):
         make_policy("best")
     assert make_policy("srft", min_confidence=0.5).to_json()["min_confidence"] == 0.5
+
+
+def test_a_policy_travels_with_its_dataset_through_json():
+    """meta.json records `to_json()`; `from_json` gives back the very policy, knobs included."""
+    import argparse
+    import json
+
+    from srft_megatron.policy import WeightPolicy, add_arguments, from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--policy", "srft", "--reject-labels", "harmful,unnecessary",
+                              "--min-confidence", "0.7", "--label-weight", "good=0.5",
+                              "--unknown-resolved", "error"])
+    custom = from_args(args)
+    assert custom.label_weights == (("good", 0.5),) and custom.unknown_resolved_as == "error"
+    for policy in [*PRESETS.values(), custom]:
+        assert WeightPolicy.from_json(json.loads(json.dumps(policy.to_json()))) == policy
+    with pytest.raises(ConfigError, match="unknown weight policy field"):
+        WeightPolicy.from_json({**custom.to_json(), "temperature": 1})
+    with pytest.raises(ConfigError, match="unknown label"):
+        WeightPolicy.from_json({**custom.to_json(), "rejected_labels": ["terrible"]})
