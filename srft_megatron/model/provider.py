@@ -11,7 +11,16 @@ same names in sharded (checkpoint) state dicts, so checkpoints move freely betwe
 
 Precision: `bf16` (default; BF16 weights + FP32 main params in the optimizer), `fp32`, or
 `fp8` (BF16 model with Transformer Engine FP8 GEMMs; `fp8_recipe` "delayed" or "tensorwise"
-current scaling) — FP8 needs TE and a Hopper-class GPU.
+current scaling) — FP8 needs TE and a Hopper-class GPU. Delayed scaling takes its amax history
+length, reduction and margin from the caller (`model.fp8_amax_history_len` 1024,
+`fp8_amax_compute_algo` "max", `fp8_margin` 0: Transformer Engine's own `DelayedScaling`
+defaults), never megatron-core's (history 1, "most_recent"), which nobody chose.
+
+Kernel flags (`kernel_flags`): the local spec never uses megatron's fused masked softmax. Its
+attention always gets an arbitrary boolean mask (block-diagonal for packed documents), but the
+spec's `causal` mask type makes `FusedScaleMaskSoftmax` pick the upper-triangular kernel, which
+ignores that mask (packed documents would attend to each other), and the megatron-core wheel
+ships no `scaled_*_softmax_cuda` extension at all (ModuleNotFoundError on any GPU without TE).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from srft_megatron.model.configs import Qwen2Shape
 
 PRECISIONS = ("bf16", "fp32", "fp8")
 FP8_RECIPES = ("delayed", "tensorwise")
+FP8_AMAX_ALGOS = ("max", "most_recent")
 
 
 @functools.cache
@@ -45,13 +55,17 @@ def transformer_config(shape: Qwen2Shape, *, precision: str = "bf16", tp: int = 
                        vpp: int | None = None, sequence_parallel: bool = False,
                        fp8_recipe: str = "delayed", recompute: str | None = None,
                        recompute_num_layers: int | None = None, use_te: bool | None = None,
-                       per_token_loss: bool = True, **overrides: Any):
+                       per_token_loss: bool = True, fp8_amax_history_len: int = 1024,
+                       fp8_amax_compute_algo: str = "max", fp8_margin: int = 0,
+                       on_gpu: bool | None = None, **overrides: Any):
     """The megatron-core `TransformerConfig` for `shape` under a parallel layout and precision.
 
     `recompute`: None, "selective" (core attention) or "full" (whole layers, uniform method,
     `recompute_num_layers` per chunk). `per_token_loss=True` makes the pipeline schedules
     normalise the loss by the token count summed over all micro-batches and DP ranks (the
-    global weighted-NLL normalisation of SRFT; see `srft_megatron.training.loss`)."""
+    global weighted-NLL normalisation of SRFT; see `srft_megatron.training.loss`). `on_gpu`
+    (default: CUDA is available) picks the kernel flags (`kernel_flags`), so tests can build the
+    configuration a GPU gets."""
     from megatron.core.transformer import TransformerConfig
 
     if precision not in PRECISIONS:
@@ -63,7 +77,12 @@ def transformer_config(shape: Qwen2Shape, *, precision: str = "bf16", tp: int = 
         raise ConfigError("precision=fp8 needs Transformer Engine on a CUDA GPU")
     if sequence_parallel and not use_te:
         raise ConfigError("sequence parallelism is enabled only with the Transformer Engine spec")
-    on_gpu = torch.cuda.is_available()
+    if fp8_amax_compute_algo not in FP8_AMAX_ALGOS:
+        raise ConfigError(f"fp8_amax_compute_algo must be one of {FP8_AMAX_ALGOS}, got {fp8_amax_compute_algo!r}")
+    if fp8_amax_history_len < 1 or fp8_margin < 0:
+        raise ConfigError(f"fp8_amax_history_len must be >= 1 and fp8_margin >= 0, got "
+                          f"{fp8_amax_history_len} and {fp8_margin}")
+    on_gpu = torch.cuda.is_available() if on_gpu is None else on_gpu
     bf16 = precision in ("bf16", "fp8")
     dtype = torch.bfloat16 if bf16 else torch.float32
     kwargs: dict[str, Any] = dict(
@@ -92,23 +111,12 @@ def transformer_config(shape: Qwen2Shape, *, precision: str = "bf16", tp: int = 
         calculate_per_token_loss=per_token_loss,
         # Packed batches have a fixed [b, s] shape, so p2p shapes are static.
         variable_seq_lengths=False,
-        # CPU: the fused kernels are CUDA-only; initialise on CPU so TP=n equals TP=1 exactly.
-        use_cpu_initialization=not on_gpu,
-        gradient_accumulation_fusion=False,
-        apply_rope_fusion=on_gpu and use_te,
-        persist_layer_norm=False,
-        bias_activation_fusion=on_gpu and use_te,
-        bias_dropout_fusion=on_gpu and use_te,
-        masked_softmax_fusion=on_gpu,
-        cross_entropy_loss_fusion=False,
-        # Batched isend/irecv relies on NCCL group semantics. On gloo, with PP=2 both directions
-        # go to the same peer in one group and same-shaped messages (activations vs. gradients
-        # of interleaved chunks) can be matched in the wrong order; the unbatched path uses a
-        # separate group per direction.
-        batch_p2p_comm=on_gpu,
+        **kernel_flags(on_gpu=on_gpu, use_te=use_te),
     )
     if precision == "fp8":
-        kwargs.update(fp8="hybrid", fp8_recipe=fp8_recipe, fp8_param=False)
+        kwargs.update(fp8="hybrid", fp8_recipe=fp8_recipe, fp8_param=False,
+                      fp8_amax_history_len=fp8_amax_history_len,
+                      fp8_amax_compute_algo=fp8_amax_compute_algo, fp8_margin=fp8_margin)
     if recompute == "selective":
         kwargs.update(recompute_granularity="selective")
     elif recompute == "full":
@@ -118,6 +126,29 @@ def transformer_config(shape: Qwen2Shape, *, precision: str = "bf16", tp: int = 
         raise ConfigError(f"recompute must be null, 'selective' or 'full', got {recompute!r}")
     kwargs.update(overrides)
     return TransformerConfig(**kwargs)
+
+
+def kernel_flags(*, on_gpu: bool, use_te: bool) -> dict[str, Any]:
+    """Fusion and device flags of `TransformerConfig` for a machine (see the module docstring)."""
+    fused = on_gpu and use_te  # rope / bias fusions: TE or apex kernels, CUDA only
+    return dict(
+        # CPU: initialise on CPU so TP=n equals TP=1 exactly.
+        use_cpu_initialization=not on_gpu,
+        gradient_accumulation_fusion=False,
+        apply_rope_fusion=fused,
+        persist_layer_norm=False,
+        bias_activation_fusion=fused,
+        bias_dropout_fusion=fused,
+        # Never: our masks are block-diagonal, the kernel would apply a plain causal one (or not
+        # import at all). Only the local spec reads this flag; TE picks its own attention backend.
+        masked_softmax_fusion=False,
+        cross_entropy_loss_fusion=False,
+        # Batched isend/irecv relies on NCCL group semantics. On gloo, with PP=2 both directions
+        # go to the same peer in one group and same-shaped messages (activations vs. gradients
+        # of interleaved chunks) can be matched in the wrong order; the unbatched path uses a
+        # separate group per direction.
+        batch_p2p_comm=on_gpu,
+    )
 
 
 def layer_spec(use_te: bool):

@@ -30,6 +30,10 @@ class ModelConfig:
     seq_length: int = 128               # tokens per (packed) training sequence
     precision: str = "bf16"             # bf16 | fp32 | fp8 (TE + Hopper)
     fp8_recipe: str = "delayed"         # delayed | tensorwise (current scaling)
+    # Delayed scaling only; TE's DelayedScaling defaults, not megatron-core's (history 1, most_recent).
+    fp8_amax_history_len: int = 1024    # steps of amax history per FP8 tensor
+    fp8_amax_compute_algo: str = "max"  # max | most_recent: how the history gives the scale
+    fp8_margin: int = 0                 # scale down by 2^margin for headroom
     recompute: str | None = None        # null | selective | full
     recompute_num_layers: int | None = None
     use_te: bool | None = None          # null: use Transformer Engine when it imports
@@ -205,7 +209,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Sr
 def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
     """Check everything that can fail before training starts; return (shape, ParallelDims)."""
     from srft_megatron.model.configs import get_shape
-    from srft_megatron.model.provider import FP8_RECIPES, PRECISIONS
+    from srft_megatron.model.provider import FP8_AMAX_ALGOS, FP8_RECIPES, PRECISIONS
     from srft_megatron.parallel.dims import ParallelDims
 
     shape = get_shape(cfg.model.name)
@@ -217,6 +221,12 @@ def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
         raise ConfigError(f"model.precision must be one of {PRECISIONS}, got {cfg.model.precision!r}")
     if cfg.model.fp8_recipe not in FP8_RECIPES:
         raise ConfigError(f"model.fp8_recipe must be one of {FP8_RECIPES}, got {cfg.model.fp8_recipe!r}")
+    if cfg.model.fp8_amax_compute_algo not in FP8_AMAX_ALGOS:
+        raise ConfigError(f"model.fp8_amax_compute_algo must be one of {FP8_AMAX_ALGOS}, "
+                          f"got {cfg.model.fp8_amax_compute_algo!r}")
+    if cfg.model.fp8_amax_history_len < 1 or cfg.model.fp8_margin < 0:
+        raise ConfigError(f"model.fp8_amax_history_len must be >= 1 and model.fp8_margin >= 0, got "
+                          f"{cfg.model.fp8_amax_history_len} and {cfg.model.fp8_margin}")
     p = cfg.parallel
     dims = ParallelDims.from_world(world_size, tp=p.tensor, pp=p.pipeline, vpp=p.virtual_pipeline,
                                    sequence_parallel=p.sequence_parallel)

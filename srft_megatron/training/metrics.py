@@ -4,11 +4,14 @@ Written by the global rank 0 to `RUN_DIR/metrics.jsonl` (one JSON object per opt
 appended and flushed, so a killed run keeps the steps it finished), to TensorBoard
 (`RUN_DIR/tensorboard`) and to Weights & Biases when `logging.wandb_project` is set.
 
-FLOPs follow Megatron-LM's `num_floating_point_operations` (megatron/training/training.py) for
-a dense GPT with grouped-query attention and SwiGLU: 3 (forward + backward) x 2 (multiply-add)
-x [QKV + output projections, attention scores (non-causal, as Megatron counts), MLP, logits].
-We count *real* tokens only (padding of packed sequences excluded), and the attention-score
-term per document (sum of n_d^2), since packed documents do not attend to each other.
+FLOPs are exactly Megatron-LM's `num_floating_point_operations` (megatron/training/training.py,
+`transformer_flops`, the dense MHA/GQA branch) for a dense GPT with grouped-query attention and
+SwiGLU: 3 (forward, dgrad, wgrad) x 2 (multiply-add) x [QKV + output projections, core attention
+(QK^T and AV) *halved for the causal mask*, SwiGLU MLP, logits]; the test transcribes that function
+and compares. Megatron counts batch x seq_length positions of one document each; we count *real*
+tokens only (padding of packed sequences excluded), and the core-attention term per document
+(its causal half of n_d^2 score pairs), since packed documents do not attend to each other: with
+one document per sequence and no padding the two are identical.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ def step_flops(shape, real_tokens: int, attn_pairs: int) -> float:
     q = shape.num_attention_heads * shape.kv_channels
     kv = 2 * shape.num_query_groups * shape.kv_channels
     per_token = (
-        layers * (2 * h * (q + kv) + 2 * q * h      # QKV and output projections
-                  + 2 * 3 * h * shape.ffn_hidden_size)  # SwiGLU: gate, up, down
-        + 2 * h * shape.vocab_size                  # logits
+        layers * (h * (q + kv) + q * h          # QKV and output projections
+                  + 3 * h * shape.ffn_hidden_size)  # SwiGLU: gate, up, down
+        + h * shape.vocab_size                  # logits
     )
-    attention = layers * 2 * 2 * q * attn_pairs     # QK^T and AV over each document
-    return 3.0 * (per_token * real_tokens + attention)
+    # QK^T and AV (2 GEMMs) over the causal half of each document's n_d^2 pairs.
+    attention = layers * q * attn_pairs / 2 * 2
+    return 3.0 * 2.0 * (per_token * real_tokens + attention)
 
 
 class MetricsWriter:

@@ -72,7 +72,9 @@ class Trainer:
         m, p = self.cfg.model, self.cfg.parallel
         self.tf_config = transformer_config(
             self.shape, precision=m.precision, tp=p.tensor, pp=p.pipeline, vpp=p.virtual_pipeline,
-            sequence_parallel=p.sequence_parallel, fp8_recipe=m.fp8_recipe, recompute=m.recompute,
+            sequence_parallel=p.sequence_parallel, fp8_recipe=m.fp8_recipe,
+            fp8_amax_history_len=m.fp8_amax_history_len, fp8_amax_compute_algo=m.fp8_amax_compute_algo,
+            fp8_margin=m.fp8_margin, recompute=m.recompute,
             recompute_num_layers=m.recompute_num_layers, use_te=self.use_te, per_token_loss=True)
         vpp = p.virtual_pipeline if (p.virtual_pipeline or 1) > 1 else None
         chunks = []
