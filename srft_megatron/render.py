@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from srft_megatron.errors import InputError
+from srft_megatron.tokenizer import normalised_text
 from srft_megatron.tools import xml_system_content
 from srft_megatron.trajectory import Trajectory, is_step
 
@@ -210,8 +211,9 @@ class StepRenderer:
             char += len(text)
         newline_steps = [step for text, step in pieces if step and self._merges_after_newline(text)]
         decoded = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        if decoded != full:
-            bad = next((s.step for s in spans if self.tokenizer.decode(ids[s.start:s.end]) != full[s.char_start:s.char_end]), None)
+        if decoded != normalised_text(self.tokenizer, full):  # the tokenizer's NFC is not a mismatch
+            bad = next((s.step for s in spans if self.tokenizer.decode(ids[s.start:s.end])
+                        != normalised_text(self.tokenizer, full[s.char_start:s.char_end])), None)
             raise InputError("token pieces do not reproduce the full render (tokeniser round trip "
                              "changed the text)", traj_id=traj.id, step=bad)
         return RenderedTrajectory(traj.id, full, np.asarray(ids, dtype=np.int32), spans, newline_steps)

