@@ -39,13 +39,13 @@ def _tiny_stages(train_port: int, steps: int = 2) -> dict:
 
 
 def _launch(cluster, spec: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(cluster.env, COLUMNS="200", SRFT_LAUNCH_LINKS=str(spec.parent / "links"))
     return subprocess.run([str(ROOT / ".venv" / "bin" / "srft"), "launch", str(spec), "--run-dir", str(run_dir),
-                           *extra], env=dict(cluster.env, COLUMNS="200"), capture_output=True, text=True,
-                          cwd=ROOT, timeout=400)
+                           *extra], env=env, capture_output=True, text=True, cwd=ROOT, timeout=400)
 
 
 def test_pipeline_runs_stages_in_order_with_dependencies(slurm_cluster, launch_python, tmp_path):
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path / "my run"   # a space: every stage gets the path whole (nemo-run via a safe link)
     proc = _launch(slurm_cluster, _spec(tmp_path, _tiny_stages(29721)), run_dir)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "pipeline: all stages succeeded" in proc.stdout
