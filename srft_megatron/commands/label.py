@@ -14,12 +14,19 @@ served, bad input records) go to OUTPUT.failures.jsonl with their reasons and ra
 retried on the next run unless --skip-failed. Exit code: 0 when every trajectory is labelled,
 1 when some failed, 2 on bad input or configuration, 3 when no replica answers (what was labelled
 before is kept; rerun to resume).
+
+Credentials (a hosted critic, or replicas started with an API key as slurm/critic.sbatch does):
+the key is read from `OPENAI_API_KEY` or from `--api-key-file FILE` (never from the command line,
+where `ps` shows it) and sent as `Authorization: Bearer KEY`; `http://user:password@host:8000`
+is sent as basic auth. Labels, failures and the summary name endpoints with credentials
+redacted (`http://***@host:8000/v1`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from srft_megatron.critic.client import NoHealthyEndpoint, PoolConfig
@@ -36,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="labels file to write or resume (append-only, DESIGN §2)")
     parser.add_argument("--endpoint", action="append", required=True, metavar="URL",
                         help="OpenAI-compatible server, e.g. http://host:8000 or http://host:8000/v1; repeat per replica")
+    parser.add_argument("--api-key-file", metavar="FILE",
+                        help="file holding the servers' API key (default: the OPENAI_API_KEY environment variable)")
     parser.add_argument("--model", required=True, help="model name as the servers serve it (--served-model-name)")
     parser.add_argument("--tokenizer", default="qwen2.5",
                         help="tokenizer of the critic for token budgets: 'qwen2.5' or a HF directory (default qwen2.5)")
@@ -70,6 +79,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def api_key(args: argparse.Namespace) -> str | None:
+    """The key from --api-key-file, else $OPENAI_API_KEY, else None (servers without a key)."""
+    if args.api_key_file:
+        try:
+            key = open(args.api_key_file, encoding="utf-8").read().strip()
+        except OSError as exc:
+            raise ConfigError(f"--api-key-file {args.api_key_file}: {exc.strerror}") from None
+        if not key or "\n" in key:
+            raise ConfigError(f"--api-key-file {args.api_key_file}: expected the key alone on one line")
+        return key
+    return os.environ.get("OPENAI_API_KEY", "").strip() or None
+
+
 def build_config(args: argparse.Namespace) -> LabelConfig:
     if args.max_in_flight < 1:
         raise ConfigError("--max-in-flight must be at least 1")
@@ -81,7 +103,8 @@ def build_config(args: argparse.Namespace) -> LabelConfig:
     return LabelConfig(model=args.model, endpoints=args.endpoint, template=load_prompt(args.prompt),
                        tokenizer=args.tokenizer, temperature=args.temperature, max_tokens=args.max_tokens,
                        ideal_path_chars=args.ideal_path_chars, max_model_len=args.max_model_len,
-                       invalid_retries=args.invalid_retries, wait_for_endpoints=args.wait_for_endpoints, pool=pool)
+                       invalid_retries=args.invalid_retries, wait_for_endpoints=args.wait_for_endpoints, pool=pool,
+                       api_key=api_key(args))
 
 
 def main(args: argparse.Namespace) -> int:

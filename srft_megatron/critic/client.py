@@ -13,6 +13,12 @@ Failure policy, per request:
   `health_interval` seconds until it answers again;
 - any other 4xx (the request itself is bad, e.g. longer than the context): not retried;
 - when every replica is ejected, requests wait for one to come back, up to `all_down_timeout`.
+
+Credentials: an API key (`api_key`) is sent as `Authorization: Bearer KEY` to every replica (the
+OpenAI convention vLLM's `--api-key` checks); `user:password@` in an endpoint URL is taken out of
+the URL and sent as basic auth to that replica. Everything this module reports or records
+(`Endpoint.url`, error messages, `Completion.endpoint`) carries the URL with credentials
+redacted (`redact_url`), never the secret. A 401/403 at start-up is a configuration error.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from urllib.parse import urlsplit, urlunsplit
 
 
 class RequestFailed(RuntimeError):
@@ -39,15 +46,42 @@ class NoHealthyEndpoint(RuntimeError):
     """Every replica has been out of rotation for longer than the allowed wait."""
 
 
+class CredentialsRefused(ValueError):
+    """A replica answered 401/403: a configuration error, not a replica that is down."""
+
+
 def normalise_url(url: str) -> str:
     """`http://host:port` or `http://host:port/v1` -> `http://host:port/v1`."""
     url = url.rstrip("/")
     return url if url.endswith("/v1") else url + "/v1"
 
 
+def split_credentials(url: str) -> tuple[str, httpx.BasicAuth | None]:
+    """`http://user:pw@host:8000/v1` -> (`http://host:8000/v1`, basic auth user/pw)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return (urlunsplit(parts._replace(netloc=netloc)),
+            httpx.BasicAuth(parts.username or "", parts.password or ""))
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may be printed or recorded: userinfo replaced by `***`."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
 @dataclass
 class Endpoint:
-    url: str
+    url: str  # redacted: safe to print and record
+    base: str = ""  # the URL requests go to (credentials taken out)
+    auth: httpx.BasicAuth | None = field(default=None, repr=False)
     outstanding: int = 0
     healthy: bool = True
     consecutive_failures: int = 0
@@ -88,17 +122,22 @@ class PoolConfig:
 class EndpointPool:
     urls: list[str]
     config: PoolConfig = field(default_factory=PoolConfig)
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.endpoints = [Endpoint(normalise_url(u)) for u in self.urls]
-        if len({e.url for e in self.endpoints}) != len(self.endpoints):
+        self.endpoints = []
+        for raw in self.urls:
+            base, auth = split_credentials(normalise_url(raw))
+            self.endpoints.append(Endpoint(redact_url(normalise_url(raw)), base=base, auth=auth))
+        if len({e.base for e in self.endpoints}) != len(self.endpoints):
             raise ValueError("the same endpoint is given twice")
         self._changed = asyncio.Condition()
         self._probes: dict[str, asyncio.Task] = {}
         limits = httpx.Limits(max_connections=self.config.max_in_flight * len(self.endpoints) + 8,
                               max_keepalive_connections=self.config.max_in_flight * len(self.endpoints))
         timeout = httpx.Timeout(self.config.request_timeout, connect=self.config.connect_timeout)
-        self.http = httpx.AsyncClient(timeout=timeout, limits=limits)
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
+        self.http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers)
 
     async def close(self) -> None:
         for task in self._probes.values():
@@ -108,7 +147,10 @@ class EndpointPool:
 
     # --- discovery and health -------------------------------------------------------------
     async def _models(self, ep: Endpoint, timeout: float = 5.0) -> list[dict[str, Any]]:
-        resp = await self.http.get(f"{ep.url}/models", timeout=timeout)
+        resp = await self.http.get(f"{ep.base}/models", timeout=timeout, auth=ep.auth or httpx.USE_CLIENT_DEFAULT)
+        if resp.status_code in (401, 403):
+            raise CredentialsRefused(f"{ep.url} refused the credentials (HTTP {resp.status_code}): pass the "
+                                     f"server's key in OPENAI_API_KEY or --api-key-file")
         resp.raise_for_status()
         return resp.json().get("data", [])
 
@@ -121,6 +163,8 @@ class EndpointPool:
             for ep in self.endpoints:
                 try:
                     models = await self._models(ep)
+                except CredentialsRefused:
+                    raise
                 except (httpx.HTTPError, ValueError):
                     ep.healthy = False
                     continue
@@ -205,7 +249,8 @@ class EndpointPool:
             ep = await self.acquire()
             start = time.monotonic()
             try:
-                resp = await self.http.post(f"{ep.url}/chat/completions", json=payload)
+                resp = await self.http.post(f"{ep.base}/chat/completions", json=payload,
+                                            auth=ep.auth or httpx.USE_CLIENT_DEFAULT)
             except httpx.HTTPError as exc:  # time-out, refused, reset, protocol error
                 await self.release(ep, ok=False)
                 last = f"{ep.url}: {type(exc).__name__}: {exc}".strip()

@@ -7,7 +7,10 @@ to the least-loaded one. Each worker takes the next unlabelled trajectory, build
 the answer (a wrong one is asked again, `invalid_retries` times), and appends either a label
 record (DESIGN §2) to the output or a failure, with its reason and the raw answers, to the
 failures file. Both files are append-only and resumable (`writer.py`): a restart skips every
-id already in the output, so nothing is labelled twice and nothing is lost.
+id already in the output, so nothing is labelled twice and nothing is lost. At the end of a run
+the failures file is rewritten (atomically) to the latest failure of each trajectory that is
+still unlabelled, so a trajectory labelled on a later run leaves no stale failure behind. A run
+that stops on a configuration error leaves no empty file it created.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class LabelConfig:
     invalid_retries: int = 2
     wait_for_endpoints: float = 60.0
     pool: PoolConfig = field(default_factory=PoolConfig)
+    api_key: str | None = field(default=None, repr=False)  # sent as a Bearer token, never recorded
 
     def answer_tokens(self, num_steps: int) -> int:
         return self.max_tokens or 64 + self.ideal_path_chars + 40 * num_steps
@@ -85,12 +89,29 @@ def failure_record(error: InputError, attempts: list[dict[str, Any]] | None = No
     return out
 
 
+def _failure_key(record: dict[str, Any]) -> tuple:
+    """Input errors (a bad or duplicate line) are one per input line; labelling failures one per id."""
+    if record.get("line") is not None:
+        return ("line", record.get("file"), record.get("line"))
+    return ("id", record.get("id"))
+
+
 class Labeller:
     def __init__(self, config: LabelConfig, counter: TokenCounter):
         self.config = config
         self.counter = counter
         self.totals = Totals()
+        self._input_failures: set[tuple] = set()  # input-line failures found by this run
+        self._read_all = False  # this run read the whole input (so it saw every input error)
         self._tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic-prompt")
+
+    def _stale(self, record: dict[str, Any], labelled: set[str]) -> bool:
+        """A failure superseded since: its trajectory is labelled now, or the input line it
+        names was read again by this run and found fine."""
+        key = _failure_key(record)
+        if key[0] == "line":
+            return self._read_all and key not in self._input_failures
+        return record.get("id") in labelled
 
     def critic_meta(self, schema_steps: int) -> dict[str, Any]:
         c = self.config
@@ -145,21 +166,27 @@ class Labeller:
                   progress: bool = True) -> Totals:
         c = self.config
         start = time.monotonic()
-        with ResumableJsonlWriter(output) as out, ResumableJsonlWriter(failures) as fail:
-            skip = set(out.done_ids) if retry_failed else out.done_ids | fail.done_ids
-            pool = EndpointPool(c.endpoints, c.pool)
-            try:
-                await pool.discover(c.model, c.wait_for_endpoints)
-                budget_len = c.max_model_len or min((e.max_model_len for e in pool.endpoints if e.max_model_len),
-                                                    default=None)
-                if not budget_len:
-                    raise ConfigError("the servers do not report max_model_len: pass --max-model-len")
-                await self._work(pool, trajectories, out, fail, skip, budget_len, progress)
-            finally:
-                self.totals.endpoints = [e.stats() for e in pool.endpoints]
-                await pool.close()
-        if Path(failures).exists() and Path(failures).stat().st_size == 0:
-            Path(failures).unlink()  # no failure, ever: no side file to puzzle over
+        created = [p for p in (Path(output), Path(failures)) if not p.exists()]
+        try:
+            with ResumableJsonlWriter(output) as out, ResumableJsonlWriter(failures) as fail:
+                skip = set(out.done_ids) if retry_failed else out.done_ids | fail.done_ids
+                pool = EndpointPool(c.endpoints, c.pool, api_key=c.api_key)
+                try:
+                    await pool.discover(c.model, c.wait_for_endpoints)
+                    budget_len = c.max_model_len or min((e.max_model_len for e in pool.endpoints
+                                                         if e.max_model_len), default=None)
+                    if not budget_len:
+                        raise ConfigError("the servers do not report max_model_len: pass --max-model-len")
+                    await self._work(pool, trajectories, out, fail, skip, budget_len, progress)
+                finally:
+                    self.totals.endpoints = [e.stats() for e in pool.endpoints]
+                    await pool.close()
+                    fail.rewrite(key=_failure_key, drop=lambda r: self._stale(r, out.done_ids))
+        except BaseException:
+            for path in created:  # stopped before writing anything: leave no empty file behind
+                if path.exists() and path.stat().st_size == 0:
+                    path.unlink()
+            raise
         self.totals.elapsed_s = time.monotonic() - start
         return self.totals
 
@@ -174,18 +201,20 @@ class Labeller:
                    desc="labelling")
         seen: set[str] = set()
 
+        def input_failure(record: dict[str, Any]) -> None:
+            fail.write(record)
+            self._input_failures.add(_failure_key(record))
+            self.totals.failed += 1
+            bar.update(1)
+
         async def produce() -> None:
             for line, item in read_trajectories(trajectories):
                 if isinstance(item, InputError):
-                    fail.write(failure_record(item))
-                    self.totals.failed += 1
-                    bar.update(1)
+                    input_failure(failure_record(item))
                     continue
                 if item.id in seen:
-                    fail.write(failure_record(InputError("duplicate trajectory id", file=trajectories, line=line,
-                                                         traj_id=item.id)))
-                    self.totals.failed += 1
-                    bar.update(1)
+                    input_failure(failure_record(InputError("duplicate trajectory id", file=trajectories,
+                                                            line=line, traj_id=item.id)))
                     continue
                 seen.add(item.id)
                 if item.id in skip:
@@ -193,6 +222,7 @@ class Labeller:
                     continue
                 await queue.put(item)
                 await asyncio.sleep(0)
+            self._read_all = True
             for _ in range(n_workers):
                 await queue.put(None)
 

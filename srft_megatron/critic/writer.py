@@ -11,6 +11,10 @@ flushed and fsynced as soon as its answer is validated. On start the writer
 - collects the ids already written, which the labeller skips.
 
 A malformed *complete* line is not ours to repair: it is reported with file and line.
+
+A side file whose records go stale (the failures file: a trajectory that failed once may be
+labelled by a later run) is compacted at the end of a run with `rewrite`: the surviving records
+go to a temporary file that replaces the old one atomically, under the same lock.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import fcntl
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Hashable
 
 from srft_megatron.errors import InputError
+from srft_megatron.io import atomic_open
 
 
 class ResumableJsonlWriter:
@@ -89,6 +94,32 @@ class ResumableJsonlWriter:
             os.fsync(self.handle.fileno())
         if isinstance(obj.get("id"), str):
             self.done_ids.add(obj["id"])
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every complete record written so far (ours and earlier runs'), in file order."""
+        self.handle.flush()
+        self.handle.seek(0)
+        out = [json.loads(raw) for raw in self.handle if raw.strip()]
+        self.handle.seek(0, os.SEEK_END)
+        return out
+
+    def rewrite(self, key: Callable[[dict[str, Any]], Hashable], drop: Callable[[dict[str, Any]], bool]) -> int:
+        """Keep the last record per `key`, minus those `drop` says are stale; replace the file
+        atomically (an empty result removes it). Returns the number of records kept. The writer
+        is closed afterwards: the lock was on the replaced file."""
+        latest: dict[Hashable, dict[str, Any]] = {}
+        for record in self.records():
+            latest.pop(key(record), None)   # re-insert: file order follows the latest record
+            latest[key(record)] = record
+        kept = [r for r in latest.values() if not drop(r)]
+        if kept:
+            with atomic_open(self.path, "w", encoding="utf-8") as handle:
+                for record in kept:
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            self.path.unlink(missing_ok=True)
+        self.close()
+        return len(kept)
 
     def close(self) -> None:
         if not self.handle.closed:
