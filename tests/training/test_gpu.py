@@ -1,30 +1,73 @@
-"""GPU-only paths: Transformer Engine layer spec, FP8 (delayed and current scaling), THD packing.
+"""GPU-only paths: megatron-core's local spec on CUDA (no TE needed), and Transformer Engine: layer
+spec, FP8 (delayed and current scaling), THD packing.
 
-Skipped on CPU (conftest marks `gpu` tests skipped without CUDA). They use the same checks as
-the CPU tests: packed THD loss equals the documents run one by one, and FP8 training runs and
-lowers the loss."""
+Skipped on CPU (conftest marks `gpu` tests skipped without CUDA); the TE tests also skip where
+Transformer Engine does not import (e.g. the lent H200, see bench/gpu_check.sh). The packing
+checks are the CPU ones of `test_gpu_path.py` on the GPU kernels: per-token NLL of packed vs
+one-by-one documents on a model whose outputs depend on context, and a leaky (plain causal)
+layout that must fail the same check."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
+from .helpers import (CONTEXT_INIT_STD, TINY_CONFIG, assert_nll_close, context_docs, make_dataset,
+                      packed_and_alone_nll, read_metrics)
+
 pytestmark = pytest.mark.gpu
+
+# bf16 kernels differ by layout (CPU bf16 measured 0.016 nats max); a leaky layout moves > 1 nat.
+BF16_NLL_ATOL = 0.1
 
 
 @pytest.fixture(scope="module")
-def te_world():
-    from srft_megatron.model.provider import te_available
+def cuda_world():
     from srft_megatron.parallel.dims import ParallelDims, destroy, initialize
 
-    if not te_available():
-        pytest.skip("Transformer Engine not importable")
     initialize(ParallelDims(), seed=3)
     yield
     destroy(process_group=True)
 
 
+@pytest.fixture(scope="module")
+def te_world(cuda_world):
+    from srft_megatron.model.provider import te_available
+
+    if not te_available():
+        pytest.skip("Transformer Engine not importable")
+
+
+def _cuda(batch):
+    return {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+# ---- megatron-core local spec on CUDA (what a GPU without TE runs) ---------------------------------
+def test_local_spec_bf16_packed_equals_one_by_one_on_cuda(cuda_world):
+    from srft_megatron.model.configs import get_shape
+    from srft_megatron.model.provider import build_gpt_model
+    from srft_megatron.training.data import block_causal_mask
+
+    shape = get_shape("tiny")
+    model = build_gpt_model(shape, precision="bf16", use_te=False, init_method_std=CONTEXT_INIT_STD)
+    assert next(model.parameters()).is_cuda and not model.config.masked_softmax_fusion
+
+    def forward(leaky):
+        def run(batch):
+            b = _cuda(batch)
+            seg = torch.zeros_like(b["segment_ids"]) if leaky else b["segment_ids"]
+            return model(b["tokens"], b["position_ids"], block_causal_mask(seg), labels=b["labels"])
+        return run
+
+    store = context_docs(shape.vocab_size)
+    packed, alone = packed_and_alone_nll(forward(False), store)
+    assert_nll_close(packed, alone, atol=BF16_NLL_ATOL)
+    leaky, _ = packed_and_alone_nll(forward(True), store)
+    with pytest.raises(AssertionError):
+        assert_nll_close(leaky, alone, atol=BF16_NLL_ATOL)
+
+
+# ---- Transformer Engine ---------------------------------------------------------------------------
 def test_te_spec_has_standard_names(te_world):
     from srft_megatron.model.configs import get_shape
     from srft_megatron.model.provider import build_gpt_model
@@ -35,56 +78,67 @@ def test_te_spec_has_standard_names(te_world):
     assert "decoder.layers.0.mlp.linear_fc1.weight" in names
 
 
-class _Docs:
-    def __init__(self, docs):
-        self.docs = docs
-
-    def document(self, i):
-        return self.docs[i]
-
-
-def test_thd_packed_loss_equals_documents_one_by_one(te_world):
+def test_thd_packed_per_token_nll_equals_one_by_one(te_world):
     from srft_megatron.model.configs import get_shape
     from srft_megatron.model.provider import build_gpt_model
-    from srft_megatron.training.data import assemble_sample, collate, packed_seq_params
+    from srft_megatron.training.data import packed_seq_params
 
     shape = get_shape("tiny")
-    model = build_gpt_model(shape, precision="bf16", use_te=True)
-    rng = np.random.RandomState(0)
-    docs = [(rng.randint(1, shape.vocab_size, n).astype(np.int32), rng.rand(n).astype(np.float32))
-            for n in (33, 17, 65, 9)]
-    store = _Docs(docs)
-    packed = collate([assemble_sample(store, [0, 1, 2, 3], 128)])
-    cuda = lambda t: t.cuda()  # noqa: E731
-    out = model(cuda(packed["tokens"]), cuda(packed["position_ids"]), None, labels=cuda(packed["labels"]),
-                packed_seq_params=packed_seq_params(cuda(packed["segment_ids"])))
-    packed_sum = float((out.float() * cuda(packed["loss_weights"])).sum())
-    alone = 0.0
-    for i, (tok, _) in enumerate(docs):
-        one = collate([assemble_sample(store, [i], len(tok) - 1)])
-        o = model(cuda(one["tokens"]), cuda(one["position_ids"]), None, labels=cuda(one["labels"]))
-        alone += float((o.float() * cuda(one["loss_weights"])).sum())
-    assert packed_sum == pytest.approx(alone, rel=2e-2)  # bf16 kernels differ by layout
+    model = build_gpt_model(shape, precision="bf16", use_te=True, init_method_std=CONTEXT_INIT_STD)
+
+    def forward(thd):
+        def run(batch):
+            b = _cuda(batch)
+            kwargs = {"packed_seq_params": packed_seq_params(b["segment_ids"])} if thd else {}
+            return model(b["tokens"], b["position_ids"], None, labels=b["labels"], **kwargs)
+        return run
+
+    store = context_docs(shape.vocab_size)
+    packed, alone = packed_and_alone_nll(forward(True), store)
+    assert_nll_close(packed, alone, atol=BF16_NLL_ATOL)
+    # Negative control: the same packed sequence without cu_seqlens is one causal sequence.
+    leaky, _ = packed_and_alone_nll(forward(False), store)
+    with pytest.raises(AssertionError):
+        assert_nll_close(leaky, alone, atol=BF16_NLL_ATOL)
 
 
 @pytest.mark.parametrize("recipe", ["delayed", "tensorwise"])
 def test_fp8_training_lowers_loss(tmp_path, recipe):
+    """configs/tiny.yaml as it is (packed, micro-batch 1) with FP8 on TE."""
     from srft_megatron.model.provider import te_available
     from srft_megatron.parallel.dims import destroy
     from srft_megatron.training.config import load_config
     from srft_megatron.training.trainer import Trainer
-
-    from .helpers import TINY_CONFIG, make_dataset, read_metrics
 
     if not te_available():
         pytest.skip("Transformer Engine not importable")
     data = make_dataset(tmp_path / "d", n_docs=16)
     cfg = load_config(TINY_CONFIG, [f"data.prefixes=[{data}]", "model.precision=fp8",
                                     f"model.fp8_recipe={recipe}", "train.steps=30",
-                                    "train.micro_batch_size=1", "logging.tensorboard=false"])
+                                    "logging.tensorboard=false"])
+    try:
+        trainer = Trainer(cfg, tmp_path / "run")
+        tf = trainer.tf_config
+        assert (tf.fp8_amax_history_len, tf.fp8_amax_compute_algo, tf.fp8_margin) == (1024, "max", 0)
+        assert trainer.train() == 0
+    finally:
+        destroy(process_group=True)
+    m = read_metrics(tmp_path / "run")
+    assert m[-1]["loss"] < m[0]["loss"]
+
+
+# Trainer runs last: they tear down the process group the module fixture started.
+def test_local_spec_bf16_training_lowers_loss_on_cuda(tmp_path):
+    from srft_megatron.parallel.dims import destroy
+    from srft_megatron.training.config import load_config
+    from srft_megatron.training.trainer import Trainer
+
+    data = make_dataset(tmp_path / "d", n_docs=16)
+    cfg = load_config(TINY_CONFIG, [f"data.prefixes=[{data}]", "model.precision=bf16", "model.use_te=false",
+                                    "train.steps=30", "logging.tensorboard=false"])
     try:
         assert Trainer(cfg, tmp_path / "run").train() == 0
     finally:
         destroy(process_group=True)
     m = read_metrics(tmp_path / "run")
-    assert m[-1]["loss"] < m[0]["loss"]
+    assert m[-1]["loss"] < m[0]["loss"] and all(r["tflops_per_gpu"] > 0 for r in m)
