@@ -18,7 +18,7 @@ before is kept; rerun to resume).
 Credentials (a hosted critic, or replicas started with an API key as slurm/critic.sbatch does):
 the key is read from `OPENAI_API_KEY` or from `--api-key-file FILE` (never from the command line,
 where `ps` shows it) and sent as `Authorization: Bearer KEY`; `http://user:password@host:8000`
-is sent as basic auth. Labels, failures and the summary name endpoints with credentials
+is sent as basic auth (give such URLs in `--endpoints-file` to keep them out of `ps` too). Labels, failures and the summary name endpoints with credentials
 redacted (`http://***@host:8000/v1`).
 """
 
@@ -41,8 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="normalised trajectories (srft ingest output, DESIGN §1)")
     parser.add_argument("-o", "--output", required=True, metavar="LABELS.jsonl",
                         help="labels file to write or resume (append-only, DESIGN §2)")
-    parser.add_argument("--endpoint", action="append", required=True, metavar="URL",
+    parser.add_argument("--endpoint", action="append", default=[], metavar="URL",
                         help="OpenAI-compatible server, e.g. http://host:8000 or http://host:8000/v1; repeat per replica")
+    parser.add_argument("--endpoints-file", metavar="FILE",
+                        help="more endpoints, one URL per line (keeps http://user:password@host URLs out of `ps`)")
     parser.add_argument("--api-key-file", metavar="FILE",
                         help="file holding the servers' API key (default: the OPENAI_API_KEY environment variable)")
     parser.add_argument("--model", required=True, help="model name as the servers serve it (--served-model-name)")
@@ -92,6 +94,19 @@ def api_key(args: argparse.Namespace) -> str | None:
     return os.environ.get("OPENAI_API_KEY", "").strip() or None
 
 
+def endpoints(args: argparse.Namespace) -> list[str]:
+    urls = list(args.endpoint)
+    if args.endpoints_file:
+        try:
+            text = open(args.endpoints_file, encoding="utf-8").read()
+        except OSError as exc:
+            raise ConfigError(f"--endpoints-file {args.endpoints_file}: {exc.strerror}") from None
+        urls += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not urls:
+        raise ConfigError("give at least one --endpoint URL (or --endpoints-file)")
+    return urls
+
+
 def build_config(args: argparse.Namespace) -> LabelConfig:
     if args.max_in_flight < 1:
         raise ConfigError("--max-in-flight must be at least 1")
@@ -100,7 +115,7 @@ def build_config(args: argparse.Namespace) -> LabelConfig:
     pool = PoolConfig(max_in_flight=args.max_in_flight, request_timeout=args.request_timeout,
                       retries=args.retries, eject_after=args.eject_after, health_interval=args.health_interval,
                       all_down_timeout=args.all_down_timeout)
-    return LabelConfig(model=args.model, endpoints=args.endpoint, template=load_prompt(args.prompt),
+    return LabelConfig(model=args.model, endpoints=endpoints(args), template=load_prompt(args.prompt),
                        tokenizer=args.tokenizer, temperature=args.temperature, max_tokens=args.max_tokens,
                        ideal_path_chars=args.ideal_path_chars, max_model_len=args.max_model_len,
                        invalid_retries=args.invalid_retries, wait_for_endpoints=args.wait_for_endpoints, pool=pool,

@@ -36,7 +36,6 @@ STAGE_KIND = {"ingest": "python", "label": "critic", "preprocess": "python", "tr
               "convert": "python", "evaluate": "python"}
 
 DEFAULT_ARGS: dict[str, list[str]] = {
-    "ingest": ["{repo}/../shared/data/trajectories", "-o", "{data}/trajectories.jsonl"],
     "label": ["--trajectories", "{data}/trajectories.jsonl", "--output", "{labels}/labels.jsonl"],
     "preprocess": ["--trajectories", "{data}/trajectories.jsonl", "--labels", "{labels}/labels.jsonl",
                    "--policy", "srft", "--tokenizer", "qwen2.5", "--seq-length", "32768",
@@ -46,6 +45,8 @@ DEFAULT_ARGS: dict[str, list[str]] = {
     "evaluate": ["--model", "{hf}", "--output", "{eval}"],
 }
 
+# no default for ingest: its inputs are files only the spec can name (`srft ingest` takes files,
+# not a directory), so a spec with an ingest stage must give its `args`
 _STAGE_KEYS = {"args", "extra_args", "nodes", "nproc_per_node", "gpus_per_node", "cpus_per_task",
                "time", "env", "rdzv_port", "python"}
 _EXECUTOR_KEYS = {"kind", "partition", "account", "time", "container_image", "container_mounts",
@@ -145,6 +146,9 @@ def build_pipeline(raw: dict[str, Any], run: RunDir, repo: Path, *, only: list[s
         where = f"{source}: stages.{name}"
         _check_keys(where, conf, _STAGE_KEYS)
         args = conf.pop("args", None)
+        if args is None and name not in DEFAULT_ARGS:
+            raise ConfigError(f"{where}: give 'args' (the trajectory files and -o {{data}}/trajectories.jsonl; "
+                              f"srft ingest takes files, not a directory)")
         args = list(DEFAULT_ARGS[name] if args is None else args) + list(conf.pop("extra_args", []) or [])
         env = {k: _fill(str(v), values, where) for k, v in (conf.pop("env", {}) or {}).items()}
         stage = StageSpec(name=name, args=[_fill(str(a), values, where) for a in args], env=env, **conf)

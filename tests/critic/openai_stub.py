@@ -9,6 +9,10 @@ the test process). Modes:
 - `valid`: a valid answer built from the request's `response_format` schema (all steps `good`);
 - `error500`: HTTP 500 to every completion request.
 
+`auth` (an exact `Authorization` header value, e.g. "Bearer KEY") makes it answer 401 to any
+request without it, as vLLM started with `--api-key` does; `headers` lists the Authorization
+header of every request received.
+
 `delay` (seconds) makes each completion slow, like a loaded replica. `gate` (a
 `threading.Event`) holds every completion until it is set (at most `gate_timeout` s): a replica
 that is busy for exactly as long as a test needs, with no race against the clock.
@@ -52,7 +56,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _refused(self) -> bool:
+        """Record the Authorization header; answer 401 when it is not the one required."""
+        got = self.headers.get("Authorization")
+        with self.server.lock:
+            self.server.headers.append(got)
+        if self.server.auth is not None and got != self.server.auth:
+            self._send(401, {"error": "Unauthorized"})
+            return True
+        return False
+
     def do_GET(self) -> None:
+        if self._refused():
+            return
         if self.path.rstrip("/") == "/v1/models":
             self._send(200, {"object": "list", "data": [{"id": self.server.model, "object": "model",
                                                          "max_model_len": self.server.max_model_len}]})
@@ -62,6 +78,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         payload = json.loads(self.rfile.read(length))
+        if self._refused():
+            return
         with self.server.lock:
             self.server.requests += 1
             self.server.last_payload = payload
@@ -85,8 +103,10 @@ class _Server(ThreadingHTTPServer):
 
 class StubServer:
     def __init__(self, mode: str = "valid", model: str = "tiny", max_model_len: int = 65536, port: int | None = None,
-                 delay: float = 0.0, gate: threading.Event | None = None, gate_timeout: float = 60.0):
+                 delay: float = 0.0, gate: threading.Event | None = None, gate_timeout: float = 60.0,
+                 auth: str | None = None):
         self.mode, self.model, self.max_model_len, self.delay = mode, model, max_model_len, delay
+        self.auth, self.headers = auth, []
         self.gate, self.gate_timeout = gate, gate_timeout
         self.port = port or free_port()
         self._past_requests = 0  # served by earlier starts
@@ -102,6 +122,7 @@ class StubServer:
         server.mode, server.model, server.max_model_len = self.mode, self.model, self.max_model_len
         server.requests, server.lock, server.delay, server.last_payload = 0, self._lock, self.delay, None
         server.gate, server.gate_timeout = self.gate, self.gate_timeout
+        server.auth, server.headers = self.auth, self.headers
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return self

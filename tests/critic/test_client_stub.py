@@ -59,6 +59,8 @@ def test_server_errors_are_retried_then_recorded(trajectories, tiny_model, tmp_p
         assert srft(label_args(trajectories, out, tiny_model, good.url)) == 0
         assert good.requests == n
     assert sorted(r["id"] for r in lines(out)) == sorted(t.id for _, t in read_trajectories(str(trajectories)))
+    # the failures file was rewritten at the end of that run: no stale failure of a labelled trajectory
+    assert not (tmp_path / "labels.jsonl.failures.jsonl").exists()
 
 
 def wait_for(condition, timeout: float = 30.0) -> bool:

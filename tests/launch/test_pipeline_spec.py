@@ -51,6 +51,7 @@ def test_args_extra_args_placeholders_and_stage_selection(tmp_path):
     ({"executor": {"kind": "local"}, "stages": {"train": {"nodes": 2}}}, "local executor runs on one node"),
     ({"stages": {}}, "'stages' must map stage names"),
     ({"stages": {"train": {"nodes": 0}}}, "nodes and nproc_per_node must be >= 1"),
+    ({"stages": {"ingest": {}}}, "stages.ingest: give 'args'"),   # no default: srft ingest takes files
 ])
 def test_bad_specs_are_one_line_config_errors(tmp_path, raw, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
