@@ -13,10 +13,13 @@ or dropped, as chosen. Trajectories whose weights are all zero (e.g. unresolved 
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
+import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -68,6 +71,66 @@ class DocResult:
 
 _STATE: dict[str, Any] = {}
 
+# Trajectories with at most this many characters per token of the limit are rendered whole
+# (cheap at any size that can fit); longer ones are first bounded by `fit_messages`.
+FIT_CHARS_PER_TOKEN = 4
+# Characters of one message tokenised per token still free: enough for any real text (code runs
+# ~3-4 characters a token); a message that needs more falls back to its byte-length bound.
+FIT_PROBE_CHARS_PER_TOKEN = 16
+# Tokens a message may lose where it meets the template text around it (BPE merges at its edges).
+FIT_EDGE_TOKENS = 2
+
+
+def _text_length(msg: dict) -> int:
+    calls = msg.get("tool_calls") or []
+    return len(msg.get("content") or "") + sum(len(c["function"]["arguments"]) for c in calls)
+
+
+def _min_tokens(text: str, tokenizer, need: int, max_token_bytes: int) -> int:
+    """A lower bound on the tokens `text` takes, computed without tokenising more than about
+    `need` tokens' worth of it: exact for short text, else the count of a tokenised head
+    (a prefix's pre-tokens are the text's, so its tokens are not more, up to the last one)."""
+    head = text[: FIT_PROBE_CHARS_PER_TOKEN * need + 64]
+    count = len(tokenizer(head, add_special_tokens=False)["input_ids"])
+    if len(head) == len(text):
+        return count
+    if count >= need + FIT_EDGE_TOKENS:
+        return count - 1
+    return len(text.encode("utf-8", "surrogatepass")) // max_token_bytes  # every token spans <= max bytes
+
+
+def _max_token_bytes(tokenizer) -> int:
+    cached = _STATE.get("max_token_bytes")
+    if cached is None:  # byte-level BPE: a token's string holds one character per byte
+        cached = _STATE["max_token_bytes"] = max(len(t) for t in tokenizer.get_vocab())
+    return cached
+
+
+def fit_messages(traj: Trajectory, tokenizer, limit: int) -> Trajectory | None:
+    """`traj` itself when it may fit in `limit` tokens, else a copy ending before the first
+    message that can no longer fit (None if that is before the first step ends).
+
+    Why: the render tokenises every message and renders every prefix; one 50 MB tool output
+    cost 15.7 GB RSS and 213 s to keep 2,048 tokens. Each message's tokens are bounded from
+    below on a head of it (`_min_tokens`); once the running bound passes `limit`, no step from
+    that message on can end inside the sample, so those messages are dropped unrendered. The
+    steps kept render exactly as in the whole trajectory (the template is prefix-stable, which
+    the renderer checks)."""
+    if sum(_text_length(m) for m in traj.messages) <= FIT_CHARS_PER_TOKEN * limit:
+        return traj
+    max_bytes = _max_token_bytes(tokenizer)
+    bound = 0
+    for index, msg in enumerate(traj.messages):
+        need = limit - bound
+        parts = [msg.get("content") or ""] + [c["function"]["arguments"] for c in msg.get("tool_calls") or []]
+        for text in parts:
+            if text:
+                bound += max(0, _min_tokens(text, tokenizer, need, max_bytes) - FIT_EDGE_TOKENS)
+        if bound > limit:
+            kept = dataclasses.replace(traj, messages=traj.messages[:index])
+            return kept if any(s.index < index for s in traj.steps()) else None
+    return traj
+
 
 def _init_worker(tokenizer_name: str, render: str, policy: WeightPolicy, seq_length: int, overlong: str) -> None:
     _STATE.update(renderer=StepRenderer(load_tokenizer(tokenizer_name), render), policy=policy,
@@ -88,12 +151,24 @@ def _process(item: tuple[dict, dict | None]) -> DocResult:
             result.skip = f"no trained tokens under policy {policy.name}"
             result.step_weights = weights
             return result
-        rendered = _STATE["renderer"].render(traj)
+        limit = _STATE["seq_length"] + 1
+        renderer: StepRenderer = _STATE["renderer"]
+        fitted = fit_messages(traj, renderer.tokenizer, limit)
+        if fitted is not traj:  # later messages cannot fit: never render or tokenise them
+            if _STATE["overlong"] == "drop":
+                result.skip = "longer than seq-length (dropped)"
+                return result
+            if fitted is None:
+                result.skip = "first step ends beyond seq-length"
+                return result
+            result.steps_cut = traj.num_steps - fitted.num_steps
+            traj, weights = fitted, weights[: fitted.num_steps]
+            result.step_labels = result.step_labels[: fitted.num_steps]
+        rendered = renderer.render(traj)
         result.rendered_tokens = len(rendered.input_ids)
         token_weights = rendered.step_weights(weights)
         ids, spans = rendered.input_ids, rendered.steps
-        limit = _STATE["seq_length"] + 1
-        if len(ids) > limit:
+        if len(ids) > limit or result.steps_cut:  # a cut document ends with its last step's <|im_end|>
             fitting = [s for s in spans if s.end <= limit]
             if _STATE["overlong"] == "drop":
                 result.skip = "longer than seq-length (dropped)"
@@ -101,7 +176,7 @@ def _process(item: tuple[dict, dict | None]) -> DocResult:
                 result.skip = "first step ends beyond seq-length"
             else:
                 cut = fitting[-1].end
-                result.steps_cut = len(spans) - len(fitting)
+                result.steps_cut += len(spans) - len(fitting)
                 ids, token_weights, spans = ids[:cut], token_weights[:cut], fitting
                 weights = weights[: len(fitting)]
                 result.step_labels = result.step_labels[: len(fitting)]
@@ -167,10 +242,17 @@ def _inputs(job: PreprocessJob, rejects: RejectLog, stats: _Stats) -> Iterator[t
             _reject(job, rejects, stats, err)
             if err.traj_id:
                 bad_label_ids.add(err.traj_id)
+    first_line: dict[str, int] = {}
     for line, traj in read_trajectories(job.trajectories):
         if isinstance(traj, InputError):
             _reject(job, rejects, stats, traj)
             continue
+        if traj.id in first_line:  # the same rollout twice would be trained twice
+            _reject(job, rejects, stats, InputError(
+                f"duplicate trajectory id (first at line {first_line[traj.id]})",
+                file=job.trajectories, line=line, traj_id=traj.id))
+            continue
+        first_line[traj.id] = line
         if traj.id in bad_label_ids:
             continue  # already rejected once, with its label record's reason and id
         rec = labels.get(traj.id)
@@ -196,6 +278,9 @@ def run_preprocess(job: PreprocessJob) -> dict[str, Any]:
     """Run the whole stage; returns the metadata written beside the dataset."""
     if job.seq_length < 2:
         raise ValueError("seq-length must be at least 2")
+    if job.output_prefix.endswith(("/", os.sep)) or Path(job.output_prefix).is_dir():
+        raise InputError(f"--output-prefix {job.output_prefix!r} names a directory; give DIR/NAME "
+                         "(the files are NAME_tokens.bin, NAME_weights.bin, NAME.meta.json, ...)")
     tokenizer = load_tokenizer(job.tokenizer)
     rejects = RejectLog(job.rejects or f"{job.output_prefix}.rejects.jsonl")
     stats = _Stats()
@@ -239,6 +324,30 @@ def run_preprocess(job: PreprocessJob) -> dict[str, Any]:
                        "worker_seconds": round(stats.worker_seconds, 3),
                        "rendered_tokens": stats.rendered_tokens, "workers": job.workers},
         }
+        if writer.num_documents == 0:  # a dataset of nothing would only fail later, in training
+            rejects.write()
+            raise InputError(_no_documents_reason(stats, job), file=job.trajectories)
         meta = writer.commit(meta)
     rejects.write()
     return meta
+
+
+_SKIP_HINTS = {
+    "first step ends beyond seq-length": "longer than --seq-length before its first step ends",
+    "longer than seq-length (dropped)": "longer than --seq-length (--overlong drop)",
+}
+
+
+def _no_documents_reason(stats: _Stats, job: PreprocessJob) -> str:
+    """Why nothing was kept, in one line: the input was empty, or every trajectory was skipped or
+    rejected (each reason with its count)."""
+    total = sum(stats.skipped.values()) + sum(stats.rejected.values())
+    if total == 0:
+        return "no documents written: the input holds no trajectories (no dataset written)"
+    if len(stats.skipped) == 1 and not stats.rejected:
+        (reason, count), = stats.skipped.items()
+        return (f"no documents written: every trajectory ({count}) is {_SKIP_HINTS.get(reason, reason)} "
+                f"(seq-length {job.seq_length}; no dataset written)")
+    parts = [f"{n} skipped: {r}" for r, n in stats.skipped.items()]
+    parts += [f"{n} rejected: {r}" for r, n in stats.rejected.items()]
+    return f"no documents written from {total} trajectories ({'; '.join(parts)}; no dataset written)"
