@@ -6,14 +6,19 @@
 
 Each row trains `--steps` optimizer steps of the real `srft train` path (packed synthetic
 documents with SRFT-like weight spans, weighted NLL, distributed optimizer) after `--warmup`
-untimed steps, and reports the median step. TFLOP/s follow Megatron's FLOPs formula on real
-(non-padding) tokens (see srft_megatron/training/metrics.py); MFU is against `--peak-tflops`
-(H100 SXM dense BF16: 989; FP8: 1979).
+untimed steps, and reports the median step. TFLOP/s are Megatron-LM's
+`num_floating_point_operations` on real (non-padding) tokens with the causal halving of core
+attention per document (see srft_megatron/training/metrics.py). Until issue 18 that term was
+counted non-causal, overstating TFLOP/s for full-length documents by 5% / 32% (7B at 4k / 32k),
+4% / 25% (32B), 15% / 59% (0.5B); MFU is against `--peak-tflops` (default: datasheet H100 SXM dense BF16
+989, FP8 1979; bench/gpu_check.sh passes the measured bf16 matmul rate). `--json PATH` also
+writes the rows as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -82,6 +87,7 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--recompute", action="store_true", help="full activation recompute")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak TFLOP/s per GPU for MFU")
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = p.parse_args()
 
     import torch.distributed as dist
@@ -103,6 +109,8 @@ def main() -> int:
         dist.destroy_process_group()
         if rank != 0:
             return 0
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
     cols = ["model", "precision", "seq", "tokens/step", "step_s", "tokens/s", "TFLOP/s/GPU", "MFU%", "loss"]
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     widths = [max(len(c), *(len(fmt(r[c])) for r in rows)) if rows else len(c) for c in cols]

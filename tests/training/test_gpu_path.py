@@ -49,9 +49,12 @@ def _model(precision: str):
 
 
 def _nll(model, leaky: bool = False):
+    device = next(model.parameters()).device  # CUDA where there is one (bench/gpu_check.sh)
+
     def forward(batch):
-        seg = torch.zeros_like(batch["segment_ids"]) if leaky else batch["segment_ids"]
-        return model(batch["tokens"], batch["position_ids"], block_causal_mask(seg), labels=batch["labels"])
+        b = {k: v.to(device) for k, v in batch.items()}
+        seg = torch.zeros_like(b["segment_ids"]) if leaky else b["segment_ids"]
+        return model(b["tokens"], b["position_ids"], block_causal_mask(seg), labels=b["labels"])
     return forward
 
 
