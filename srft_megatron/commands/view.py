@@ -15,6 +15,7 @@ come from the same renderer and weight policy as `srft preprocess`, so pass the 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -42,18 +43,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--render", default="tools", choices=("tools", "xml"),
                         help="how tool calls are rendered for training, as in srft preprocess (default: %(default)s)")
     policy_options.add_arguments(parser)
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first bad record (default: reject it, say so, and go on)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def load_trajectories(path: str, ids: list[str] | None, resolved_file: str | None) -> list:
+def _rejecter(strict: bool, rejected: list[InputError]):
+    """Bad records are printed (file, line, id, reason) and counted, or stop the run (--strict)."""
+    def reject(err: InputError) -> None:
+        if strict:
+            raise err
+        print(f"rejected: {err}", file=sys.stderr)
+        rejected.append(err)
+    return reject
+
+
+def load_trajectories(path: str, ids: list[str] | None, resolved_file: str | None,
+                      strict: bool = False, rejected: list[InputError] | None = None) -> list:
     from srft_megatron.ingest import read_any, read_resolved
 
-    resolved = read_resolved(resolved_file) if resolved_file else {}
-    out = []
+    rejected = [] if rejected is None else rejected
+    reject = _rejecter(strict, rejected)
+    resolved_errors: list[InputError] = []
+    resolved = read_resolved(resolved_file, None if strict else resolved_errors) if resolved_file else {}
+    for err in resolved_errors:
+        reject(err)
+    out, seen = [], set()
     for item in read_any(path):
         if isinstance(item.result, InputError):
-            raise item.result.located(file=item.file, line=item.line)
+            reject(item.result.located(file=item.file, line=item.line))
+            continue
         traj = item.result
+        if traj.id in seen:
+            reject(InputError("duplicate trajectory id", file=item.file, line=item.line, traj_id=traj.id))
+            continue
+        seen.add(traj.id)
         if ids and traj.id not in ids:
             continue
         if traj.resolved is None:
@@ -64,18 +88,23 @@ def load_trajectories(path: str, ids: list[str] | None, resolved_file: str | Non
         if missing:
             raise InputError(f"no trajectory with id {', '.join(missing)}", file=path)
     if not out:
-        raise InputError("no trajectories to show", file=path)
+        raise InputError("no trajectories to show" + (f" ({len(rejected)} rejected)" if rejected else ""), file=path)
     return out
 
 
-def load_labels(path: str) -> dict:
-    """Validated label records by id, each with its raw step dicts (for optional `reason`s)."""
+def load_labels(path: str, strict: bool = False, rejected: list[InputError] | None = None) -> dict:
+    """Validated label records by id, each with its raw step dicts (for optional `reason`s).
+
+    A bad label line is rejected (or stops the run under --strict); its trajectory, if the line
+    names one, is then left out rather than shown without its labels."""
     from srft_megatron.trajectory import read_labels
 
+    reject = _rejecter(strict, [] if rejected is None else rejected)
     records, errors = read_labels(path)
-    if errors:
-        raise errors[0]
-    raw = {obj["id"]: obj.get("steps") for _, obj in iter_jsonl_tolerant(path) if isinstance(obj, dict) and "id" in obj}
+    for err in errors:
+        reject(err)
+    raw = {obj["id"]: obj.get("steps") for _, obj in iter_jsonl_tolerant(path)
+           if isinstance(obj, dict) and isinstance(obj.get("id"), str)}
     for tid, rec in records.items():
         rec.raw_steps = raw.get(tid)
     return records
@@ -87,8 +116,13 @@ def main(args: argparse.Namespace) -> int:
     from srft_megatron.view import build_view, file_stem, page
 
     policy = policy_options.from_args(args)
-    trajs = load_trajectories(args.trajectories, args.ids, args.resolved)
-    labels = load_labels(args.labels)
+    rejected: list[InputError] = []
+    trajs = load_trajectories(args.trajectories, args.ids, args.resolved, args.strict, rejected)
+    labels = load_labels(args.labels, args.strict, rejected)
+    bad_label_ids = {err.traj_id for err in rejected if err.file == args.labels and err.traj_id}
+    trajs = [t for t in trajs if t.id not in bad_label_ids]
+    if not trajs:
+        raise InputError(f"no trajectories to show ({len(rejected)} rejected)", file=args.trajectories)
     for traj in trajs:  # cheap checks first: a bad input fails before the tokenizer loads
         try:
             policy.step_weights(traj, labels.get(traj.id))
@@ -123,7 +157,7 @@ def main(args: argparse.Namespace) -> int:
     steps = sum(v.counts()["steps"] for v in views)
     print(f"wrote {written[0]}" + (f" and {len(written) - 1} pages" if len(written) > 1 else "")
           + f": {len(views)} {noun}, {steps} steps ({kept} kept, {steps - kept} rejected under "
-          f"policy {policy.name})")
+          f"policy {policy.name})" + (f"; rejected {len(rejected)} bad records" if rejected else ""))
     return 0
 
 

@@ -8,6 +8,7 @@ Everything is escaped here; the only script is `assets.JS`, which draws the summ
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from typing import Iterable
@@ -25,9 +26,23 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+# An id made only of these characters (and not too long) is its own page name. Lower case only:
+# on a case-insensitive file system `A.html` and `a.html` would be one page.
+_PLAIN_ID = re.compile(r"[a-z0-9_][a-z0-9_.-]{0,99}")
+PAGE_NAME_PREFIX_CHARS = 80
+
+
 def file_stem(traj_id: str) -> str:
-    """A trajectory id made safe as a file name and HTML id."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", traj_id)
+    """A trajectory id as a file name and HTML id: unique and at most 100 characters.
+
+    A plain id (lower-case letters, digits, `_.-`, <= 100 characters) is used as is. Any other
+    (`a/b`, `A`, a 300-character id) becomes its first 80 safe characters, `~` and 16 hex digits
+    of its sha256: `~` never occurs in a plain id, so the two kinds cannot meet, and distinct
+    ids differ in the digest (`a/b` and `a_b` no longer share one page)."""
+    if _PLAIN_ID.fullmatch(traj_id):
+        return traj_id
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", traj_id)[:PAGE_NAME_PREFIX_CHARS].lstrip(".")
+    return f"{safe}~{hashlib.sha256(traj_id.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
 
 
 def anchor(traj_id: str) -> str:
