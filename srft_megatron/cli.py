@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("srft_megatron.commands.evaluate", "serve a model with vLLM and evaluate it on SWE-bench with repeated rollouts"),
     "report-eval": ("srft_megatron.commands.report_eval", "resolved rates, pass@k and bootstrap CIs from harness reports"),
     "view": ("srft_megatron.commands.view", "render labelled trajectories as a static HTML page"),
+    "plan": ("srft_megatron.commands.plan", "parameters, per-GPU memory and tokens/s of every parallel layout"),
     "launch": ("srft_megatron.commands.launch", "submit pipeline stages to SLURM (sbatch or nemo-run)"),
     "demo": ("srft_megatron.commands.demo", "run the whole pipeline on the bundled example"),
 }
