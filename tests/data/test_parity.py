@@ -66,15 +66,17 @@ def expected_prompt_ids(tokenizer, traj: Trajectory, index: int, mode: str) -> l
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def check_parity(tokenizer, traj: Trajectory, mode: str) -> int:
-    """Assert the principle for every step of `traj`; returns the number of steps checked."""
+def check_parity(tokenizer, traj: Trajectory, mode: str, expected=expected_prompt_ids) -> int:
+    """Assert the principle for every step of `traj`; returns the number of steps checked.
+
+    `expected(tokenizer, traj, index, mode)`: the inference prompt's ids before message `index`."""
     rendered = StepRenderer(tokenizer, mode).render(traj)
     ids = rendered.input_ids.tolist()
     assert [s.step for s in rendered.steps] == [s.number for s in traj.steps()]
     texts = {s.step: rendered.text[s.char_start:s.char_end] for s in rendered.steps}
     assert rendered.newline_steps == [k for k, t in texts.items() if NEWLINE_START.match(t)], traj.id
     for span, step in zip(rendered.steps, traj.steps()):
-        want = expected_prompt_ids(tokenizer, traj, step.index, mode)
+        want = expected(tokenizer, traj, step.index, mode)
         earlier = [k for k in rendered.newline_steps if k < step.number]
         if not earlier:
             assert ids[: span.start] == want, (traj.id, mode, step.number)
@@ -153,19 +155,24 @@ def test_demonstration_turns_are_context_with_weight_zero(tokenizer, trajectorie
     check_parity(tokenizer, traj, "tools")
 
 
+def newline_trajectory() -> Trajectory:
+    """Three steps; the second's content starts with two newlines."""
+    return Trajectory.from_json({"id": "nl", "tools": load_profile("swe-agent"), "messages": [
+        {"role": "system", "content": "sys"}, {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "Look first.", "tool_calls": [
+            {"id": "1", "type": "function", "function": {"name": "bash", "arguments": "{\"command\": \"ls\"}"}}]},
+        {"role": "tool", "content": "a.py", "tool_call_id": "1"},
+        {"role": "assistant", "content": "\n\nThen edit.", "tool_calls": [
+            {"id": "2", "type": "function", "function": {"name": "bash", "arguments": "{\"command\": \"cat a.py\"}"}}]},
+        {"role": "tool", "content": "x = 1", "tool_call_id": "2"},
+        {"role": "assistant", "content": "Done.", "tool_calls": [
+            {"id": "3", "type": "function", "function": {"name": "submit", "arguments": "{}"}}]}]})
+
+
 def test_step_starting_with_a_newline_is_kept_as_generated(tokenizer):
     """Whole-text tokenisation merges "assistant\\n" + "\\n\\nText" differently from generation;
     the span stays as generated, the step is listed, and only later prompts see the difference."""
-    traj = Trajectory.from_json({"id": "nl", "tools": load_profile("swe-agent"), "messages": [
-        {"role": "system", "content": "sys"}, {"role": "user", "content": "go"},
-        {"role": "assistant", "content": "Look first.", "tool_calls": [
-            {"type": "function", "function": {"name": "bash", "arguments": "{\"command\": \"ls\"}"}}]},
-        {"role": "tool", "content": "a.py", "tool_call_id": "1"},
-        {"role": "assistant", "content": "\n\nThen edit.", "tool_calls": [
-            {"type": "function", "function": {"name": "bash", "arguments": "{\"command\": \"cat a.py\"}"}}]},
-        {"role": "tool", "content": "x = 1", "tool_call_id": "2"},
-        {"role": "assistant", "content": "Done.", "tool_calls": [
-            {"type": "function", "function": {"name": "submit", "arguments": "{}"}}]}]})
+    traj = newline_trajectory()
     rendered = StepRenderer(tokenizer, "tools").render(traj)
     assert rendered.newline_steps == [2]
     span = rendered.steps[1]

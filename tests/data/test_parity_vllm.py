@@ -1,0 +1,85 @@
+"""The same parity as test_parity.py, asked of a real vLLM CPU server's `POST /tokenize`.
+
+This is the inference side itself: the request an agent sends (OpenAI messages with JSON-string
+tool-call arguments, plus `tools`, `add_generation_prompt=True`) is tokenised by vLLM with its
+own transformers version and chat-template code path. The served model is a tiny random Qwen2
+whose directory holds the real Qwen2.5 tokenizer and our chat template
+(`srft_megatron.load_tokenizer("qwen2.5").save_pretrained`); only its tokenizer matters here.
+One server for the module (~30 s to start), then one request per step and render mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import httpx
+import pytest
+
+from srft_megatron.render import template_messages
+from tests.data.test_parity import (check_parity, example_trajectories,  # noqa: F401 (a fixture)
+                                    newline_trajectory, with_agent_tools)
+
+pytestmark = pytest.mark.vllm
+SERVED = "qwen-tokenizer"
+
+
+@pytest.fixture(scope="module")
+def tokenize_server(tmp_path_factory):
+    """A vLLM server for the tiny model with the Qwen2.5 tokenizer; started once more if the
+    first start dies (another process's /dev/shm clean-up on a shared machine, see
+    tests/convert/test_vllm_load.py), reported with the log on the second failure."""
+    from tests.convert.tiny_hf import save_tiny_qwen2
+    from tests.vllm_server import VllmServer
+
+    model = save_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen-tok") / "model", vocab_size=151936,
+                            tokenizer=True, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+                            max_position_embeddings=32768)
+    for attempt in (1, 2):
+        server = VllmServer(model, served_name=SERVED, max_model_len=32768).start()
+        try:
+            server.wait_ready()
+            break
+        except RuntimeError:
+            server.stop()
+            if attempt == 2:
+                raise
+    with httpx.Client(base_url=server.url.removesuffix("/v1"), timeout=120) as client:
+        yield client
+    server.stop()
+
+
+def vllm_prompt_ids(client: httpx.Client):
+    def expected(tokenizer, traj, index, mode):
+        if mode == "tools":  # what the agent sends: its OpenAI messages and tools, as they are
+            messages = [{k: v for k, v in m.items() if k != "is_demo"} for m in traj.messages[:index]]
+            body = {"messages": messages, "tools": traj.tools}
+        else:
+            full = template_messages(traj, "xml", traj.tools)
+            body = {"messages": full[: index + len(full) - len(traj.messages)]}
+        reply = client.post("/tokenize", json={"model": SERVED, "add_generation_prompt": True, **body})
+        assert reply.status_code == 200, reply.text[:2000]
+        return reply.json()["tokens"]
+    return expected
+
+
+@pytest.mark.parametrize("mode", ["tools", "xml"])
+def test_context_before_every_step_is_what_vllm_tokenises(tokenize_server, tokenizer, trajectories,
+                                                          example_trajectories, mode):
+    checked, with_tools = 0, 0
+    for traj in [*trajectories, *example_trajectories]:
+        traj = with_agent_tools(traj)
+        with_tools += traj.tools is not None
+        checked += check_parity(tokenizer, traj, mode, expected=vllm_prompt_ids(tokenize_server))
+    assert with_tools >= 10 and checked >= 100
+
+
+def test_demo_turns_and_newline_steps_against_vllm(tokenize_server, tokenizer, trajectories):
+    """Demo turns in the history are context for vLLM too; a newline-start step differs only
+    where test_parity.py says it may."""
+    real = next(with_agent_tools(t) for t in trajectories if t.num_steps >= 4
+                and any(m.get("tool_calls") for m in t.messages))
+    first = real.step_message_indices[0]
+    demo = [dict(m, is_demo=True) for m in real.messages[first:first + 4]]
+    traj = dataclasses.replace(real, id="with-demo", messages=[*real.messages[:first], *demo, *real.messages[first:]])
+    assert check_parity(tokenizer, traj, "tools", expected=vllm_prompt_ids(tokenize_server)) == real.num_steps
+    assert check_parity(tokenizer, newline_trajectory(), "tools", expected=vllm_prompt_ids(tokenize_server)) == 3
