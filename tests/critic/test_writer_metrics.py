@@ -79,3 +79,19 @@ def test_critic_eval_cli(tmp_path, capsys):
     (tmp_path / "bad.jsonl").write_text('{"id": "t1", "steps": [{"step": 1, "label": "great"}]}\n')
     assert srft(["critic-eval", "--labels", str(tmp_path / "bad.jsonl"), "--reference", str(tmp_path / "ref.jsonl")]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_critic_eval_rejects_bad_bytes_and_odd_lines_and_scores_the_rest(tmp_path, capsys):
+    _write_labels(tmp_path / "ref.jsonl", [rec("t1", ["good", "good"]), rec("t2", ["recover"])])
+    pred = tmp_path / "pred.jsonl"
+    pred.write_bytes(json.dumps(rec("t1", ["good", "harmful"]).to_json()).encode() + b"\n"
+                     + b'{"id": "t2", "steps": "\xff"}\n' + b"[1]\n")
+    assert srft(["critic-eval", "--labels", str(pred), "--reference", str(tmp_path / "ref.jsonl"),
+                 "--json", str(tmp_path / "m.json")]) == 0
+    captured = capsys.readouterr()
+    assert f"rejected: {pred}:2: invalid UTF-8" in captured.err and f"{pred}:3" in captured.err
+    assert "rejected 2 bad lines" in captured.out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["steps"] == 2 and [(r["line"], r["file"]) for r in metrics["rejected"]] == [(2, str(pred)), (3, str(pred))]
+    assert srft(["critic-eval", "--labels", str(pred), "--reference", str(tmp_path / "ref.jsonl"), "--strict"]) == 2
+    assert f"{pred}:2" in capsys.readouterr().err
