@@ -64,6 +64,9 @@ dry_run() {
     printf '  wheels/%s\n' "${WHEELS[@]}"
     echo "  shared/data/trajectories/ (copy of ../shared/data/trajectories, for the overfit test)"
   fi
+  local tree
+  tree=$(cd "$ROOT" && { git ls-files -z; git ls-files -z -o --exclude-standard; } | xargs -0 du -cb 2>/dev/null | awk '/total$/ {s += $1} END {printf "%.1f", s / 1048576}')
+  echo "working tree that travels besides: ${tree} MiB (tracked + untracked, not ignored)"
   echo "== device call"
   echo "$DEVICE_CALL"
   echo "== on the GPU machine (budget ${BUDGET} s; python = the image's python3 + /tmp/srft-site)"

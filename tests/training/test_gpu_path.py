@@ -175,3 +175,20 @@ def test_fp8_config_defaults_and_bad_values(tmp_path):
                               ("model.fp8_margin=-1", "fp8_margin")):
         with pytest.raises(ConfigError, match=message):
             validate(load_config(TINY_CONFIG, [override]), 1, check_data=False)
+
+
+# ---- the one-shot device check -----------------------------------------------------------------
+def test_gpu_check_dry_run_names_the_carry_and_existing_tests():
+    import re
+    import subprocess
+
+    from .helpers import ROOT
+
+    out = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--dry-run"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "megatron" in out and "run(command='bash bench/gpu_check.sh', carry=['.gpu-carry']" in out
+    phases = re.findall(r"^(\S+)\s+\(<= +(\d+) s\): (.*)$", out, re.M)
+    assert [p[0] for p in phases] == ["gpu-tests", "train-tests", "bench", "overfit"]
+    assert sum(int(p[1]) for p in phases) <= 600  # plus setup, inside the 10-minute device call
+    for path in re.findall(r"(tests/\S+\.py|bench/\S+\.py)", out):
+        assert (ROOT / path).is_file(), path
