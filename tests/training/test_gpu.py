@@ -17,7 +17,7 @@ from .helpers import (CONTEXT_INIT_STD, TINY_CONFIG, assert_nll_close, context_d
 
 pytestmark = pytest.mark.gpu
 
-# bf16 kernels differ by layout (CPU bf16 measured 0.016 nats max); a leaky layout moves > 1 nat.
+# bf16 kernels differ by layout (CPU bf16 measured 0.028 nats max); a leaky layout moves 3.3 nats.
 BF16_NLL_ATOL = 0.1
 
 

@@ -71,7 +71,7 @@ def test_bf16_block_mask_forward_as_on_a_gpu_without_te(world):
     store = context_docs(SHAPE.vocab_size)
     packed, alone = packed_and_alone_nll(_nll(model), store)
     assert torch.isfinite(packed).all()
-    # bf16 kernels differ by layout (measured max 0.016 nats); a leaky mask moves NLL by > 1 nat.
+    # bf16 kernels differ by layout (measured max 0.028 nats); a leaky mask moves NLL by 3.3.
     assert_nll_close(packed, alone, atol=0.1)
     leaky, _ = packed_and_alone_nll(_nll(model, leaky=True), store)
     with pytest.raises(AssertionError):
@@ -83,7 +83,7 @@ def test_packed_per_token_nll_equals_one_by_one_and_a_leaky_mask_fails(world):
     model = _model("fp32")
     store = context_docs(SHAPE.vocab_size)
     packed, alone = packed_and_alone_nll(_nll(model), store)
-    assert_nll_close(packed, alone, atol=1e-4)  # measured max 4e-6
+    assert_nll_close(packed, alone, atol=1e-4)  # measured max 1e-6
     leaky, _ = packed_and_alone_nll(_nll(model, leaky=True), store)
     # The model's outputs depend on context: a mask that lets documents see each other fails
     # the same check by a wide margin (the first document is unaffected: nothing precedes it).
