@@ -199,7 +199,8 @@ def read_swe_agent_traj(path: Path) -> Iterator[IngestItem]:
 
 def read_mini_swe_agent(path: Path, data: Any = None) -> Iterator[IngestItem]:
     """A mini-swe-agent trajectory (`INSTANCE/INSTANCE.traj.json`, what `srft evaluate` runs):
-    `{"info": {exit_status, submission, ...}, "messages": [...], "trajectory_format": "mini-swe-agent-1"}`."""
+    `{"info": {exit_status, submission, ...}, "messages": [...], "trajectory_format": "mini-swe-agent-1"}`
+    (`mini-swe-agent-1.1` in version 2: tool calls and a final `exit` message)."""
     instance = path.name[: -len(".traj.json")] if path.name.endswith(".traj.json") else path.stem
     traj_id = rollout_id(path, instance)
     try:
@@ -208,7 +209,10 @@ def read_mini_swe_agent(path: Path, data: Any = None) -> Iterator[IngestItem]:
         if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
             raise InputError("a mini-swe-agent trajectory must be an object with a 'messages' list")
         info = data.get("info") if isinstance(data.get("info"), dict) else {}
-        traj = Trajectory(id=traj_id, messages=normalise_messages(data["messages"], traj_id), instance_id=instance,
+        # mini-swe-agent 2 ends the list with {"role": "exit", "extra": {exit_status, submission}}:
+        # a record of how the run ended, not a turn the model saw
+        messages = [m for m in data["messages"] if not (isinstance(m, dict) and m.get("role") == "exit")]
+        traj = Trajectory(id=traj_id, messages=normalise_messages(messages, traj_id), instance_id=instance,
                           resolved=None, source=f"mini-swe-agent:{path.name}",
                           extra={k: info[k] for k in ("exit_status",) if k in info})
         yield IngestItem(str(path), None, traj)

@@ -98,8 +98,9 @@ def _mini_traj(answer):
                 {"role": "user", "content": "<pr_description>fix</pr_description>"},
                 {"role": "assistant", "content": "THOUGHT: look\n\n```bash\nls\n```", "extra": {"response": {}}},
                 {"role": "user", "content": "<returncode>0</returncode>\n<output>a.py</output>"},
-                {"role": "assistant", "content": answer}],
-            "trajectory_format": "mini-swe-agent-1"}
+                {"role": "assistant", "content": answer},
+                {"role": "exit", "content": "diff", "extra": {"exit_status": "Submitted", "submission": "diff"}}],
+            "trajectory_format": "mini-swe-agent-1.1"}
 
 
 def test_mini_swe_agent_rollouts_get_one_id_each(tmp_path):
@@ -153,6 +154,9 @@ def test_demonstration_turns_are_context_not_steps(tmp_path, traj_dir):
         [m["content"] for m in run if m["role"] == "assistant"]
     assert sum(bool(m.get("is_demo")) for m in traj.messages) == len(demo) - 1
     assert f"{len(demo) - 1} demonstration turns kept as context" in proc.stdout
+    # SWE-agent without put_demos_in_history: the demonstration is one user turn marked is_demo
+    i1 = [item.result for item in read_any(traj_dir / "swe-agent__test-repo-i1.traj")][0]
+    assert [i for i, m in enumerate(i1.messages) if m.get("is_demo")] == [1] and i1.messages[1]["role"] == "user"
     # a label file must have one entry per real step: a demo step labelled is a count error
     labels = tmp_path / "labels.jsonl"
     write_jsonl(labels, [{"id": traj.id, "steps": [{"step": k, "label": "good"}
