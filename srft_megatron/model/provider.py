@@ -39,6 +39,16 @@ FP8_RECIPES = ("delayed", "tensorwise")
 FP8_AMAX_ALGOS = ("max", "most_recent")
 
 
+def check_fp8_scaling(history_len: int, compute_algo: str, margin: int, prefix: str = "") -> None:
+    """The one rule for the delayed-scaling settings (`prefix`: "model." from the YAML config)."""
+    if compute_algo not in FP8_AMAX_ALGOS:
+        raise ConfigError(f"{prefix}fp8_amax_compute_algo must be one of {FP8_AMAX_ALGOS}, got {compute_algo!r}")
+    if history_len < 1:
+        raise ConfigError(f"{prefix}fp8_amax_history_len must be >= 1, got {history_len}")
+    if margin < 0:
+        raise ConfigError(f"{prefix}fp8_margin must be >= 0, got {margin}")
+
+
 @functools.cache
 def te_available() -> bool:
     """True when Transformer Engine imports (it needs CUDA; it must never be installed on CPU)."""
@@ -77,11 +87,7 @@ def transformer_config(shape: Qwen2Shape, *, precision: str = "bf16", tp: int = 
         raise ConfigError("precision=fp8 needs Transformer Engine on a CUDA GPU")
     if sequence_parallel and not use_te:
         raise ConfigError("sequence parallelism is enabled only with the Transformer Engine spec")
-    if fp8_amax_compute_algo not in FP8_AMAX_ALGOS:
-        raise ConfigError(f"fp8_amax_compute_algo must be one of {FP8_AMAX_ALGOS}, got {fp8_amax_compute_algo!r}")
-    if fp8_amax_history_len < 1 or fp8_margin < 0:
-        raise ConfigError(f"fp8_amax_history_len must be >= 1 and fp8_margin >= 0, got "
-                          f"{fp8_amax_history_len} and {fp8_margin}")
+    check_fp8_scaling(fp8_amax_history_len, fp8_amax_compute_algo, fp8_margin)
     on_gpu = torch.cuda.is_available() if on_gpu is None else on_gpu
     bf16 = precision in ("bf16", "fp8")
     dtype = torch.bfloat16 if bf16 else torch.float32

@@ -209,7 +209,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Sr
 def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
     """Check everything that can fail before training starts; return (shape, ParallelDims)."""
     from srft_megatron.model.configs import get_shape
-    from srft_megatron.model.provider import FP8_AMAX_ALGOS, FP8_RECIPES, PRECISIONS
+    from srft_megatron.model.provider import FP8_RECIPES, PRECISIONS, check_fp8_scaling
     from srft_megatron.parallel.dims import ParallelDims
 
     shape = get_shape(cfg.model.name)
@@ -221,12 +221,8 @@ def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
         raise ConfigError(f"model.precision must be one of {PRECISIONS}, got {cfg.model.precision!r}")
     if cfg.model.fp8_recipe not in FP8_RECIPES:
         raise ConfigError(f"model.fp8_recipe must be one of {FP8_RECIPES}, got {cfg.model.fp8_recipe!r}")
-    if cfg.model.fp8_amax_compute_algo not in FP8_AMAX_ALGOS:
-        raise ConfigError(f"model.fp8_amax_compute_algo must be one of {FP8_AMAX_ALGOS}, "
-                          f"got {cfg.model.fp8_amax_compute_algo!r}")
-    if cfg.model.fp8_amax_history_len < 1 or cfg.model.fp8_margin < 0:
-        raise ConfigError(f"model.fp8_amax_history_len must be >= 1 and model.fp8_margin >= 0, got "
-                          f"{cfg.model.fp8_amax_history_len} and {cfg.model.fp8_margin}")
+    check_fp8_scaling(cfg.model.fp8_amax_history_len, cfg.model.fp8_amax_compute_algo,
+                      cfg.model.fp8_margin, prefix="model.")
     p = cfg.parallel
     dims = ParallelDims.from_world(world_size, tp=p.tensor, pp=p.pipeline, vpp=p.virtual_pipeline,
                                    sequence_parallel=p.sequence_parallel)
