@@ -9,6 +9,11 @@ other token weighs 0). A trajectory longer than `seq_length + 1` tokens (one tra
 holds seq_length + 1 tokens: inputs and shifted labels) is cut after the last step that fits,
 or dropped, as chosen. Trajectories whose weights are all zero (e.g. unresolved ones under
 `rft`) are skipped and counted. Every skip and reject is counted by reason in the metadata.
+
+Each trajectory is rendered with the tools its agent was given (its `tools`, or `--tools
+FILE|PROFILE` for all), so the context trained on is the one the model sees at inference; the
+metadata records the sha256 of every tool set used (`tools.sha256`: hash -> documents) and the
+steps kept as generated although they start with a newline (`counts.newline_steps`, render.py).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from srft_megatron.io import RejectLog
 from srft_megatron.policy import WeightPolicy
 from srft_megatron.render import StepRenderer
 from srft_megatron.tokenizer import load_tokenizer, tokenizer_identity
+from srft_megatron.tools import load_tools, tools_sha256
 from srft_megatron.trajectory import LABELS, LabelRecord, Trajectory, read_labels, read_trajectories
 
 
@@ -43,6 +49,7 @@ class PreprocessJob:
     tokenizer: str = "qwen2.5"
     labels: str | None = None
     render: str = "tools"
+    tools: str | None = None       # --tools FILE|PROFILE: overrides every trajectory's own tools
     overlong: str = "cut"          # "cut" at a step boundary, or "drop"
     workers: int = 1
     strict: bool = False
@@ -67,6 +74,8 @@ class DocResult:
     seconds: float = 0.0
     rendered_tokens: int = 0
     line: int | None = None
+    tools_sha256: str | None = None
+    newline_steps: int = 0
 
 
 _STATE: dict[str, Any] = {}
@@ -132,8 +141,9 @@ def fit_messages(traj: Trajectory, tokenizer, limit: int) -> Trajectory | None:
     return traj
 
 
-def _init_worker(tokenizer_name: str, render: str, policy: WeightPolicy, seq_length: int, overlong: str) -> None:
-    _STATE.update(renderer=StepRenderer(load_tokenizer(tokenizer_name), render), policy=policy,
+def _init_worker(tokenizer_name: str, render: str, policy: WeightPolicy, seq_length: int, overlong: str,
+                 tools: list[dict] | None = None) -> None:
+    _STATE.update(renderer=StepRenderer(load_tokenizer(tokenizer_name), render, tools=tools), policy=policy,
                   seq_length=seq_length, overlong=overlong)
 
 
@@ -166,6 +176,7 @@ def _process(item: tuple[dict, dict | None]) -> DocResult:
             result.step_labels = result.step_labels[: fitted.num_steps]
         rendered = renderer.render(traj)
         result.rendered_tokens = len(rendered.input_ids)
+        result.tools_sha256 = tools_sha256(renderer.tools_for(traj))
         token_weights = rendered.step_weights(weights)
         ids, spans = rendered.input_ids, rendered.steps
         if len(ids) > limit or result.steps_cut:  # a cut document ends with its last step's <|im_end|>
@@ -184,6 +195,7 @@ def _process(item: tuple[dict, dict | None]) -> DocResult:
             result.skip = "no trained tokens left after cutting to seq-length"
         result.step_weights = weights
         result.step_tokens = [s.end - s.start for s in spans]
+        result.newline_steps = sum(k <= len(spans) for k in rendered.newline_steps)
         if result.skip is None:
             result.token_ids, result.weights = ids, token_weights
     except InputError as err:
@@ -209,6 +221,8 @@ class _Stats:
         self.documents: list[dict] = []
         self.worker_seconds = 0.0
         self.rendered_tokens = 0
+        self.newline_steps = 0
+        self.tools: dict[str, int] = {}  # tools sha256 ("none": rendered without) -> documents
 
     def add(self, res: DocResult) -> None:
         status = {True: "resolved", False: "unresolved", None: "unknown"}[res.resolved]
@@ -224,13 +238,16 @@ class _Stats:
             else:
                 self.rejected_steps[status] += 1
         self.step_tokens += sum(res.step_tokens)
+        self.newline_steps += res.newline_steps
+        key = res.tools_sha256 or "none"
+        self.tools[key] = self.tools.get(key, 0) + 1
         if res.steps_cut:
             self.truncated += 1
             self.steps_cut += res.steps_cut
         self.documents.append({"id": res.id, "resolved": res.resolved, "tokens": int(res.token_ids.size),
                                "weighted_tokens": round(float(res.weights.sum(dtype=np.float64)), 6),
                                "steps": len(res.step_weights), "kept_steps": sum(w > 0 for w in res.step_weights),
-                               "steps_cut": res.steps_cut})
+                               "steps_cut": res.steps_cut, "tools_sha256": res.tools_sha256})
 
 
 def _inputs(job: PreprocessJob, rejects: RejectLog, stats: _Stats) -> Iterator[tuple[dict, dict | None]]:
@@ -282,9 +299,10 @@ def run_preprocess(job: PreprocessJob) -> dict[str, Any]:
         raise InputError(f"--output-prefix {job.output_prefix!r} names a directory; give DIR/NAME "
                          "(the files are NAME_tokens.bin, NAME_weights.bin, NAME.meta.json, ...)")
     tokenizer = load_tokenizer(job.tokenizer)
+    tools = load_tools(job.tools) if job.tools else None
     rejects = RejectLog(job.rejects or f"{job.output_prefix}.rejects.jsonl")
     stats = _Stats()
-    init_args = (job.tokenizer, job.render, job.policy, job.seq_length, job.overlong)
+    init_args = (job.tokenizer, job.render, job.policy, job.seq_length, job.overlong, tools)
     wall = time.perf_counter()
     with DatasetWriter(job.output_prefix) as writer:
         if job.workers > 1:
@@ -308,6 +326,7 @@ def run_preprocess(job: PreprocessJob) -> dict[str, Any]:
         meta = {
             "tokenizer": tokenizer_identity(tokenizer),
             "render": job.render,
+            "tools": {"override": job.tools, "override_sha256": tools_sha256(tools), "sha256": stats.tools},
             "policy": job.policy.to_json(),
             "seq_length": job.seq_length,
             "overlong": job.overlong,
@@ -318,6 +337,7 @@ def run_preprocess(job: PreprocessJob) -> dict[str, Any]:
                 "truncated": stats.truncated, "steps_cut": stats.steps_cut,
                 "steps_by_label": stats.steps, "kept_steps": stats.kept_steps,
                 "rejected_steps": stats.rejected_steps, "step_tokens": stats.step_tokens,
+                "newline_steps": stats.newline_steps,
             },
             "documents": stats.documents,
             "timing": {"wall_seconds": round(time.perf_counter() - wall, 3),

@@ -38,6 +38,7 @@ def dataset_summary(prefix: str) -> dict[str, Any]:
         "skipped": counts["skipped"],
         "rejected": counts["rejected"],
         "truncated": counts["truncated"],
+        "newline_steps": counts.get("newline_steps", 0),  # kept as generated (render.py docstring)
         "lengths": {"min": int(lengths.min()) if lengths.size else 0,
                     "mean": float(lengths.mean()) if lengths.size else 0.0,
                     "max": int(lengths.max()) if lengths.size else 0, **pct},
@@ -77,6 +78,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     for key, value in summary["lengths"].items():
         tok.add_row(f"length {key}", f"{value:.0f}")
     tok.add_row("cut at a step boundary", str(summary["truncated"]))
+    tok.add_row("steps starting with a newline", str(summary["newline_steps"]))
     for reason, n in {**summary["skipped"], **summary["rejected"]}.items():
         tok.add_row(f"skipped: {reason}", str(n))
     console.print(tok)

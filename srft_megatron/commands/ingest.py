@@ -31,12 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="trajectories.jsonl to write")
     parser.add_argument("--resolved", metavar="FILE",
                         help="resolved status: swebench harness report JSON, or JSONL/CSV of id -> resolved")
+    parser.add_argument("--tools", metavar="FILE|PROFILE",
+                        help="tools the agent was given, attached to every trajectory without its own: a JSON "
+                             "list of OpenAI tool objects, or a shipped profile (swe-agent)")
     parser.add_argument("--rejects", metavar="FILE", help="reject file (default: OUTPUT.rejects.jsonl)")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad record")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
+    from srft_megatron.tools import load_tools
+
+    tools = load_tools(args.tools) if args.tools else None
     rejects = RejectLog(args.rejects or f"{args.output}.rejects.jsonl")
 
     def reject(err: InputError, raw=None) -> None:
@@ -64,6 +70,8 @@ def main(args: argparse.Namespace) -> int:
                     reject(result, item.raw)
                     continue
                 seen[result.id] = here
+                if tools is not None and result.tools is None:
+                    result.tools = tools
                 if result.id in resolved:
                     result.resolved = resolved[result.id]
                 elif result.instance_id in resolved:

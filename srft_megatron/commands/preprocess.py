@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", default="qwen2.5", help="'qwen2.5' (offline) or a HF tokenizer directory")
     parser.add_argument("--render", default="tools", choices=RENDER_MODES,
                         help="tools: native tool calls; xml: SWE-smith's <function=...> text format")
+    parser.add_argument("--tools", metavar="FILE|PROFILE",
+                        help="tools the agent was given, for every trajectory (overrides their own): a JSON "
+                             "list of OpenAI tool objects, or a shipped profile (swe-agent)")
     parser.add_argument("--seq-length", type=int, required=True, help="training sequence length")
     parser.add_argument("--overlong", default="cut", choices=["cut", "drop"],
                         help="a trajectory longer than seq-length is cut at a step boundary, or dropped")
@@ -40,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
 
     policy = policy_options.from_args(args)
     job = PreprocessJob(trajectories=args.trajectories, labels=args.labels, policy=policy,
-                        tokenizer=args.tokenizer, render=args.render, seq_length=args.seq_length,
+                        tokenizer=args.tokenizer, render=args.render, tools=args.tools, seq_length=args.seq_length,
                         overlong=args.overlong, output_prefix=args.output_prefix, workers=args.workers,
                         strict=args.strict, rejects=args.rejects, progress=not args.quiet)
     meta = run_preprocess(job)
@@ -49,5 +52,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"wrote {c['documents']} documents, {c['tokens']} tokens ({frac:.1%} weighted) to "
           f"{args.output_prefix}_{{tokens,weights}}; skipped {sum(c['skipped'].values())}, "
           f"rejected {sum(c['rejected'].values())}, cut {c['truncated']}")
+    if c.get("newline_steps"):
+        print(f"{c['newline_steps']} steps start with a newline: trained as generated, their first newline "
+              "merges with the header's when a later prompt is tokenised as a whole (README)")
     print(f"summary: srft report {args.output_prefix}")
     return 0
