@@ -197,27 +197,49 @@ def read_swe_agent_traj(path: Path) -> Iterator[IngestItem]:
         yield IngestItem(str(path), None, err.located(file=str(path), traj_id=traj_id))
 
 
+def _mini_messages(data: Any, traj_id: str) -> list[dict]:
+    if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
+        raise InputError("a mini-swe-agent trajectory must be an object with a 'messages' list")
+    # mini-swe-agent 2 ends the list with {"role": "exit", "extra": {exit_status, submission}}:
+    # a record of how the run ended, not a turn the model saw
+    return normalise_messages([m for m in data["messages"] if not (isinstance(m, dict) and m.get("role") == "exit")],
+                              traj_id)
+
+
+def _mini_extra(data: dict) -> dict:
+    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    return {k: info[k] for k in ("exit_status",) if isinstance(info.get(k), str)}
+
+
 def read_mini_swe_agent(path: Path, data: Any = None) -> Iterator[IngestItem]:
     """A mini-swe-agent trajectory (`INSTANCE/INSTANCE.traj.json`, what `srft evaluate` runs):
-    `{"info": {exit_status, submission, ...}, "messages": [...], "trajectory_format": "mini-swe-agent-1"}`
-    (`mini-swe-agent-1.1` in version 2: tool calls and a final `exit` message)."""
-    instance = path.name[: -len(".traj.json")] if path.name.endswith(".traj.json") else path.stem
-    traj_id = rollout_id(path, instance)
+    `{"info": {exit_status, submission, ...}, "messages": [...], "instance_id": ...,
+    "trajectory_format": "mini-swe-agent-1.1"}` (version 2: tool calls, a final `exit` message;
+    version 1: `mini-swe-agent-1`, no `instance_id`, which the file name then gives)."""
+    stem = path.name[: -len(".traj.json")] if path.name.endswith(".traj.json") else path.stem
+    traj_id = rollout_id(path, stem)
     try:
         if data is None:
             data = _read_json_file(path, traj_id)
-        if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
-            raise InputError("a mini-swe-agent trajectory must be an object with a 'messages' list")
-        info = data.get("info") if isinstance(data.get("info"), dict) else {}
-        # mini-swe-agent 2 ends the list with {"role": "exit", "extra": {exit_status, submission}}:
-        # a record of how the run ended, not a turn the model saw
-        messages = [m for m in data["messages"] if not (isinstance(m, dict) and m.get("role") == "exit")]
-        traj = Trajectory(id=traj_id, messages=normalise_messages(messages, traj_id), instance_id=instance,
-                          resolved=None, source=f"mini-swe-agent:{path.name}",
-                          extra={k: info[k] for k in ("exit_status",) if k in info})
+        messages = _mini_messages(data, traj_id)
+        instance = data.get("instance_id") if isinstance(data.get("instance_id"), str) else stem
+        traj = Trajectory(id=traj_id, messages=messages, instance_id=instance, resolved=None,
+                          source=f"mini-swe-agent:{path.name}", extra=_mini_extra(data))
         yield IngestItem(str(path), None, traj)
     except InputError as err:
         yield IngestItem(str(path), None, err.located(file=str(path), traj_id=traj_id))
+
+
+def _mini_row(row: dict, file: str) -> Trajectory:
+    """A mini-swe-agent trajectory as one row of a JSONL file (no run directory): the id is the
+    instance plus a digest of the messages (`content_id`)."""
+    instance = row.get("instance_id")
+    if not isinstance(instance, str) or not instance:
+        raise InputError("a mini-swe-agent trajectory in a rows file needs its 'instance_id' "
+                         "(or give its INSTANCE.traj.json file)")
+    messages = _mini_messages(row, instance)
+    return Trajectory(id=content_id(instance, messages), messages=messages, instance_id=instance, resolved=None,
+                      source=f"mini-swe-agent-row:{Path(file).name}", extra=_mini_extra(row))
 
 
 def _parse_json_column(value: Any, name: str, traj_id: str | None) -> Any:
@@ -300,8 +322,7 @@ def _row_to_trajectory(row: Any, file: str) -> Trajectory:
     if not isinstance(row, dict):
         raise InputError(f"record is not a JSON object (got {type(row).__name__})")
     if _is_mini_swe_agent(row):
-        raise InputError("a mini-swe-agent trajectory inside a rows file (its instance id is its file "
-                         "name): give the INSTANCE.traj.json file itself")
+        return _mini_row(row, file)
     if "traj_id" in row and "messages" in row:
         return _swe_smith_row(row, file)
     if "id" in row and isinstance(row.get("messages"), list):  # normalised form (idempotent)

@@ -112,8 +112,12 @@ def test_mini_swe_agent_rollouts_get_one_id_each(tmp_path):
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(_mini_traj(answer), indent=2))
         paths.append(path)
-    kept, rejects, _ = _ingest(tmp_path, *paths)
-    assert rejects == []
+    rows = write_jsonl(tmp_path / "mini.jsonl", [{**_mini_traj("done"), "instance_id": instance},
+                                                  _mini_traj("no instance")])
+    kept, rejects, _ = _ingest(tmp_path, *paths, rows)
+    assert len(rejects) == 1 and "needs its 'instance_id'" in rejects[0]["reason"] and rejects[0]["line"] == 2
+    assert kept[2].id.startswith(f"{instance}#") and kept[2].messages == kept[0].messages
+    kept = kept[:2]
     assert [t.id for t in kept] == [f"eval/rollout-01/{instance}", f"eval/rollout-02/{instance}"]
     assert {t.instance_id for t in kept} == {instance}
     assert kept[0].num_steps == 2 and kept[0].extra == {"exit_status": "Submitted"}
