@@ -192,3 +192,30 @@ def test_gpu_check_dry_run_names_the_carry_and_existing_tests():
     assert sum(int(p[1]) for p in phases) <= 600  # plus setup, inside the 10-minute device call
     for path in re.findall(r"(tests/\S+\.py|bench/\S+\.py)", out):
         assert (ROOT / path).is_file(), path
+
+
+def test_gpu_report_writes_what_was_measured_and_nothing_else(tmp_path):
+    import importlib.util
+    import json
+
+    from .helpers import ROOT
+
+    spec = importlib.util.spec_from_file_location("gpu_report", ROOT / "bench" / "gpu_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    (tmp_path / "phases.tsv").write_text("gpu-tests\tpassed\t41\nbench\ttimed out after 200 s\t200\n")
+    (tmp_path / "junit-gpu-tests.xml").write_text(
+        '<testsuites><testsuite><testcase classname="tests.training.test_gpu" name="test_a" time="2.5"/>'
+        '<testcase classname="tests.training.test_gpu" name="test_b"><failure message="boom"/></testcase>'
+        '<testcase classname="tests.training.test_gpu" name="test_te"><skipped message="no TE"/></testcase>'
+        '</testsuite></testsuites>')
+    text = report.write_results(tmp_path)
+    assert "peak: not measured" in text and "Not run or did not finish" in text  # nothing invented
+    assert "gpu-tests: 1 passed, 1 failed, 1 skipped" in text and "| test_gpu::test_b | FAILED | boom |" in text
+    assert "| bench | timed out after 200 s | 200 |" in text and "Transformer Engine" in text
+    (tmp_path / "peak.json").write_text(json.dumps({"tflops": 790.4, "n": 8192, "iters": 10, "device": "H200"}))
+    (tmp_path / "bench.json").write_text(json.dumps([{"model": "qwen2.5-0.5b", "precision": "bf16", "seq": 4096,
+                                                      "tokens/step": 20000, "step_s": 0.5, "tokens/s": 40000.0,
+                                                      "TFLOP/s/GPU": 150.0, "MFU%": 19.0, "loss": 12.0}]))
+    text = report.write_results(tmp_path)
+    assert "**790 TFLOP/s**" in text and "| qwen2.5-0.5b | bf16 | 4096 | 20000 | 0.500 | 40000.0 | 150.0 | 19.0 |" in text
