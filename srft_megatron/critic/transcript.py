@@ -5,8 +5,10 @@ labels will be indexed (step k = the k-th assistant message, `Trajectory.step_me
 And SWE-agent observations can be huge (a `cat` of a 5,000-line file, a full test log): one such
 output must not make a whole trajectory unlabellable. So every trajectory is made to fit:
 
-1. Each message becomes a piece: the context before step 1 (system prompt, task), then for each
-   step its action (assistant text and tool calls) and the observations that followed it.
+1. Each message becomes a piece: the context before step 1 (the tools the agent was given,
+   documented as in SWE-smith's prompt; system prompt, task; demonstration turns, marked as such
+   and never numbered), then for each step its action (assistant text and tool calls) and the
+   observations that followed it. The critic sees the context the agent saw.
 2. If the filled prompt exceeds the token budget (context length - answer tokens - margin), all
    *observations* get a common token cap, the largest that fits ("water filling": short outputs
    stay whole, long ones are cut to the cap). Cut text keeps its head and tail, and a marker
@@ -27,7 +29,8 @@ from typing import Any, Callable
 
 from srft_megatron.critic.prompt import PromptTemplate
 from srft_megatron.errors import InputError
-from srft_megatron.trajectory import Trajectory
+from srft_megatron.tools import function_docs
+from srft_megatron.trajectory import Trajectory, is_step
 
 MIN_CAP = 16  # tokens a cut message keeps at the least (head + tail)
 CUT_MARK = "\n[... {n} tokens cut ...]\n"
@@ -62,7 +65,7 @@ class TokenCounter:
 
 @dataclass
 class Piece:
-    message: int  # index in the trajectory's messages
+    message: int  # index in the trajectory's messages (-1: the tools the agent was given)
     role: str
     step: int  # the step this piece belongs to (0: before step 1)
     header: str
@@ -90,19 +93,26 @@ def _tool_calls_text(msg: dict[str, Any]) -> str:
 
 
 def split_pieces(traj: Trajectory) -> list[Piece]:
-    """One piece per message, tagged with its step (step k = the k-th assistant message)."""
+    """One piece per message, tagged with its step (`Trajectory.steps()` numbering); the agent's
+    tools first when it had any; demonstration turns are context, headed as demonstrations."""
     pieces, step = [], 0
+    if traj.tools:
+        pieces.append(Piece(-1, "tools", 0, "[tools the agent was given]", function_docs(traj.tools), False))
     for index, msg in enumerate(traj.messages):
         role = msg["role"]
         content = msg.get("content") or ""
-        if role == "assistant":
+        if is_step(msg):
             step += 1
             calls = _tool_calls_text(msg)
             body = "\n".join(part for part in (content, calls) if part)
             pieces.append(Piece(index, role, step, "[agent]", body, True))
         else:
             header = {"tool": "[tool output]", "user": "[user]" if step == 0 else "[environment]",
-                      "system": "[system]"}.get(role, f"[{role}]")
+                      "system": "[system]", "assistant": "[agent]"}.get(role, f"[{role}]")
+            if msg.get("is_demo"):
+                header = f"[demonstration, not a step] {header}"
+                calls = _tool_calls_text(msg)
+                content = "\n".join(part for part in (content, calls) if part)
             pieces.append(Piece(index, role, step, header, content, False))
     return pieces
 

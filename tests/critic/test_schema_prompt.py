@@ -125,3 +125,26 @@ def test_actions_are_cut_only_when_observations_at_the_minimum_do_not_fit(counte
     assert any(c["role"] == "assistant" and c["step"] == 1 for c in info["cuts"])
     assert prompt.prompt_tokens <= 1500
     assert CUT_MARK.split("{")[0] in prompt.messages[0]["content"]
+
+
+def test_transcript_shows_the_agents_tools_and_demonstrations_as_context(trajectories):
+    """The critic sees what the agent saw: its tools (documented once, before step 1) and the
+    demonstration turns (headed as such, never numbered, never an action to label)."""
+    from srft_megatron.critic.transcript import layout
+    from srft_megatron.tools import function_docs, load_profile
+
+    real = next(t for _, t in read_trajectories(str(trajectories))
+                if t.num_steps >= 3 and any(m.get("tool_calls") for m in t.messages))
+    first = real.step_message_indices[0]
+    demo = [dict(m, is_demo=True) for m in real.messages[first:first + 2]]
+    traj = Trajectory.from_json({**real.to_json(), "tools": load_profile("swe-agent"),
+                                 "messages": [*real.messages[:first], *demo, *real.messages[first:]]})
+    pieces = split_pieces(traj)
+    assert pieces[0].message == -1 and pieces[0].body == function_docs(traj.tools) and not pieces[0].is_action
+    assert [p.message for p in pieces if p.is_action] == traj.step_message_indices
+    assert sum(p.is_action for p in pieces) == real.num_steps
+    demo_pieces = [p for p in pieces if p.header.startswith("[demonstration")]
+    assert [p.message for p in demo_pieces] == [first, first + 1] and all(p.step == 0 for p in demo_pieces)
+    text = layout(pieces, [p.body for p in pieces])
+    assert text.count("=== Step ") == real.num_steps and text.index("---- BEGIN FUNCTION #1: bash") < text.index("=== Step 1 ===")
+    assert demo[0]["tool_calls"][0]["function"]["arguments"] in text.split("=== Step 1 ===")[0]
