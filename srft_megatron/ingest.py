@@ -163,7 +163,9 @@ def _traj_messages(data: Any) -> Any:
         return raw
     steps = data.get("trajectory")
     if not steps:
-        raise InputError("no 'history' and no 'trajectory' (not a SWE-agent .traj)")
+        keys = ", ".join(sorted(map(str, data))[:20]) or "none"
+        raise InputError(f"unsupported format: a .traj with keys [{keys}] and no 'history' or 'trajectory' "
+                         "(not a SWE-agent or mini-swe-agent trajectory)")
     if not isinstance(steps, list):
         raise InputError(f"'trajectory' must be a list of steps, got {type(steps).__name__}")
     last = steps[-1]
@@ -187,6 +189,9 @@ def read_swe_agent_traj(path: Path) -> Iterator[IngestItem]:
     traj_id = rollout_id(path, instance)
     try:
         data = _read_json_file(path, traj_id)
+        if _is_mini_swe_agent(data):
+            yield from read_mini_swe_agent(path, data)
+            return
         messages = normalise_messages(_traj_messages(data), traj_id)
         info = data.get("info") if isinstance(data.get("info"), dict) else {}
         traj = Trajectory(id=traj_id, messages=messages, instance_id=_traj_instance_id(data, instance),

@@ -185,6 +185,7 @@ ODD_TRAJ = [
     ({"history": [{"role": "user", "content": "hi"}, 7]}, "message 1 is not an object (got int)"),
     ({"history": {"role": "user"}}, "'history' must be a list of messages, got dict"),
     ([1, 2], "must hold a JSON object, got list"),
+    ({"info": {}, "steps": []}, "unsupported format: a .traj with keys [info, steps]"),
     ({"history": [{"role": "assistant", "content": 5}]}, "content of type int"),
 ]
 
