@@ -4,14 +4,15 @@ Written by the global rank 0 to `RUN_DIR/metrics.jsonl` (one JSON object per opt
 appended and flushed, so a killed run keeps the steps it finished), to TensorBoard
 (`RUN_DIR/tensorboard`) and to Weights & Biases when `logging.wandb_project` is set.
 
-FLOPs are exactly Megatron-LM's `num_floating_point_operations` (megatron/training/training.py,
-`transformer_flops`, the dense MHA/GQA branch) for a dense GPT with grouped-query attention and
-SwiGLU: 3 (forward, dgrad, wgrad) x 2 (multiply-add) x [QKV + output projections, core attention
-(QK^T and AV) *halved for the causal mask*, SwiGLU MLP, logits]; the test transcribes that function
-and compares. Megatron counts batch x seq_length positions of one document each; we count *real*
-tokens only (padding of packed sequences excluded), and the core-attention term per document
-(its causal half of n_d^2 score pairs), since packed documents do not attend to each other: with
-one document per sequence and no padding the two are identical.
+FLOPs are exactly Megatron-LM's `num_floating_point_operations(args, batch_size,
+seqlen_squared_sum_in_batch, total_real_tokens_in_batch)` (NVIDIA/Megatron-LM d98e8a64,
+megatron/training/training.py line 802, its dense MHA/GQA branch) for a dense GPT with
+grouped-query attention and SwiGLU: 3 (forward, dgrad, wgrad) x 2 (multiply-add) x [QKV + output
+projections, SwiGLU MLP, logits per real token, plus core attention (QK^T and AV) over the causal
+half of each document's n_d^2 score pairs]. `real_tokens` is their `total_real_tokens_in_batch`
+(padding of packed sequences excluded) and `attn_pairs` their `seqlen_squared_sum_in_batch`
+(sum of n_d^2 over packed documents, which do not attend to each other).
+tests/training/test_gpu_path.py transcribes that function and compares.
 """
 
 from __future__ import annotations
