@@ -29,13 +29,22 @@ DTYPES = {"float32": "fp32", "fp32": "fp32", "bfloat16": "bf16", "bf16": "bf16"}
 
 def normalised_hf_config(config: dict[str, Any], source: str) -> dict[str, Any]:
     """Check the Qwen2 features we convert, and flatten transformers-5 `rope_parameters`
-    into `rope_theta` (what `Qwen2Shape.from_hf_config` and the published configs use)."""
+    into `rope_theta` (what `Qwen2Shape.from_hf_config` and the published configs use).
+
+    YaRN (`rope_parameters.rope_type` or `rope_scaling.type` "yarn") is kept, and also written
+    as `rope_scaling`, the key Qwen documents and vLLM reads, so to-hf gives it back."""
+    from srft_megatron.model.configs import YarnScaling, rope_type
+
     config = dict(config)
     rope = config.get("rope_parameters") or {}
-    scaling = config.get("rope_scaling")
-    rope_type = rope.get("rope_type") or (scaling or {}).get("rope_type") or (scaling or {}).get("type")
-    if rope_type not in (None, "default"):
-        raise InputError(f"rope type {rope_type!r} is not supported (only default RoPE)", file=source)
+    kind = rope_type(config)
+    if kind not in ("default", "yarn"):
+        raise InputError(f"rope type {kind!r} is not supported (default RoPE or yarn)", file=source)
+    if kind == "yarn" and not config.get("rope_scaling"):
+        try:
+            config["rope_scaling"] = YarnScaling.from_hf(rope).to_hf()
+        except ConfigError as exc:
+            raise InputError(str(exc), file=source) from None
     if "rope_theta" not in config and "rope_theta" in rope:
         config["rope_theta"] = rope["rope_theta"]
     if config.get("use_sliding_window"):

@@ -8,17 +8,87 @@ built for training agree on every dimension by construction.
 
 `vocab_size` is the number of *rows of the embedding matrix* (Qwen pads its 151,665-token
 tokenizer to 151,936 or 152,064 rows), not the tokenizer's length.
+
+Long context: Qwen documents YaRN (factor 4 over the 32,768 positions RoPE was trained on) for
+Qwen2.5 up to 131,072 tokens, by adding `rope_scaling` to `config.json`. `YarnScaling` holds those
+settings; the `-128k` shapes carry it. transformers (`rope_parameters`) and megatron-core
+(`position_embedding_type="yarn"`, see `model/provider.py`) compute the same frequencies and
+attention factor from it (`srft convert verify` proves it numerically).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from srft_megatron.errors import ConfigError
+
+
+YARN_DEFAULTS = {"beta_fast": 32.0, "beta_slow": 1.0, "mscale": None, "mscale_all_dim": None, "truncate": True}
+
+
+@dataclass(frozen=True)
+class YarnScaling:
+    """YaRN RoPE scaling as HF `rope_scaling` / `rope_parameters` spells it (type "yarn").
+
+    The attention factor is derived as transformers and megatron-core both derive it:
+    0.1 ln(factor) + 1, or the mscale / mscale_all_dim ratio when both are set."""
+
+    factor: float
+    original_max_position_embeddings: int
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    mscale: float | None = None
+    mscale_all_dim: float | None = None
+    truncate: bool = True   # round the correction range to whole dimensions (megatron's round_to_int)
+
+    def __post_init__(self) -> None:
+        if not self.factor >= 1.0 or self.original_max_position_embeddings <= 0:
+            raise ConfigError(f"yarn rope_scaling needs factor >= 1 and original_max_position_embeddings > 0, "
+                              f"got factor={self.factor}, original={self.original_max_position_embeddings}")
+
+    @property
+    def context_length(self) -> int:
+        return int(self.original_max_position_embeddings * self.factor)
+
+    @property
+    def attention_factor(self) -> float:
+        def get(scale: float, m: float = 1.0) -> float:
+            return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+        if self.mscale and self.mscale_all_dim:
+            return get(self.factor, self.mscale) / get(self.factor, self.mscale_all_dim)
+        return get(self.factor)
+
+    @classmethod
+    def from_hf(cls, params: dict[str, Any]) -> "YarnScaling":
+        """From a `rope_scaling` / `rope_parameters` dict whose type is yarn."""
+        try:
+            scaling = cls(factor=float(params["factor"]),
+                          original_max_position_embeddings=int(params["original_max_position_embeddings"]),
+                          beta_fast=float(params.get("beta_fast") or 32.0),
+                          beta_slow=float(params.get("beta_slow") or 1.0),
+                          mscale=params.get("mscale"), mscale_all_dim=params.get("mscale_all_dim"),
+                          truncate=bool(params.get("truncate", True)))
+        except KeyError as exc:
+            raise ConfigError(f"yarn rope_scaling lacks {exc.args[0]!r}") from None
+        given = params.get("attention_factor")
+        if given is not None and abs(float(given) - scaling.attention_factor) > 1e-9:
+            # megatron-core derives the factor from mscale; an arbitrary one cannot be expressed
+            raise ConfigError(f"yarn attention_factor={given} differs from the derived "
+                              f"{scaling.attention_factor:.6f}; megatron-core cannot use it")
+        return scaling
+
+    def to_hf(self) -> dict[str, Any]:
+        """`rope_scaling` as Qwen documents it (`type`), plus `rope_type` for transformers >= 4.45."""
+        out: dict[str, Any] = {"type": "yarn", "rope_type": "yarn", "factor": self.factor,
+                               "original_max_position_embeddings": self.original_max_position_embeddings}
+        out.update({k: getattr(self, k) for k, v in YARN_DEFAULTS.items() if getattr(self, k) != v})
+        return out
 
 
 @dataclass(frozen=True)
@@ -40,6 +110,7 @@ class Qwen2Shape:
     init_method_std: float = 0.02
     bos_token_id: int | None = 151643
     eos_token_id: int | None = 151645
+    rope_scaling: YarnScaling | None = None  # YaRN long-context scaling (None: plain RoPE)
 
     def __post_init__(self) -> None:
         if self.kv_channels is None:
@@ -83,6 +154,9 @@ class Qwen2Shape:
             heads = int(cfg["num_attention_heads"])
             hidden = int(cfg["hidden_size"])
             max_pos = int(cfg.get("max_position_embeddings", 32768))
+            scaling = _rope_scaling(cfg)
+            if scaling is not None:  # Qwen's documented recipe keeps max_position_embeddings at 32k
+                max_pos = max(max_pos, scaling.context_length)
             return cls(
                 num_layers=int(cfg["num_hidden_layers"]),
                 hidden_size=hidden,
@@ -99,6 +173,7 @@ class Qwen2Shape:
                 init_method_std=float(cfg.get("initializer_range", 0.02)),
                 bos_token_id=cfg.get("bos_token_id"),
                 eos_token_id=cfg.get("eos_token_id"),
+                rope_scaling=scaling,
             )
         except KeyError as exc:
             raise ConfigError(f"HF config lacks required key {exc.args[0]!r}") from None
@@ -123,7 +198,7 @@ class Qwen2Shape:
             "head_dim": self.kv_channels,
             "rms_norm_eps": self.norm_epsilon,
             "rope_theta": self.rotary_base,
-            "rope_scaling": None,
+            "rope_scaling": self.rope_scaling.to_hf() if self.rope_scaling else None,
             "sliding_window": None,
             "use_sliding_window": False,
             "tie_word_embeddings": self.tie_word_embeddings,
@@ -139,6 +214,14 @@ def _qwen(layers, hidden, ffn, heads, groups, vocab, tie, eps=1e-6, max_pos=3276
                       tie_word_embeddings=tie, norm_epsilon=eps, max_position_embeddings=max_pos)
 
 
+# Qwen's long-context recipe (Qwen2.5 model cards): YaRN, factor 4 over 32,768 positions.
+QWEN_YARN_128K = YarnScaling(factor=4.0, original_max_position_embeddings=32768)
+
+
+def _long(shape: Qwen2Shape) -> Qwen2Shape:
+    return shape.replace(rope_scaling=QWEN_YARN_128K, max_position_embeddings=QWEN_YARN_128K.context_length)
+
+
 # Published Qwen2.5 configs (Hugging Face `Qwen/<name>/config.json`).
 QWEN2_SHAPES: dict[str, Qwen2Shape] = {
     "qwen2.5-0.5b": _qwen(24, 896, 4864, 14, 2, 151936, True),
@@ -148,6 +231,10 @@ QWEN2_SHAPES: dict[str, Qwen2Shape] = {
     "qwen2.5-14b": _qwen(48, 5120, 13824, 40, 8, 152064, False, eps=1e-5, max_pos=131072),
     "qwen2.5-32b": _qwen(64, 5120, 27648, 40, 8, 152064, False, eps=1e-5, max_pos=131072),
     "qwen2.5-coder-32b-instruct": _qwen(64, 5120, 27648, 40, 8, 152064, False),
+}
+for _name in ("qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-coder-32b-instruct"):
+    QWEN2_SHAPES[f"{_name}-128k"] = _long(QWEN2_SHAPES[_name])
+QWEN2_SHAPES |= {
     # Test shapes: Qwen2-shaped (GQA, QKV bias, SwiGLU, tied embeddings), tiny.
     "tiny": Qwen2Shape(num_layers=2, hidden_size=64, ffn_hidden_size=128, num_attention_heads=4,
                        num_query_groups=2, kv_channels=16, vocab_size=512, tie_word_embeddings=True,
@@ -159,6 +246,10 @@ QWEN2_SHAPES: dict[str, Qwen2Shape] = {
     "tiny-qwen-vocab": Qwen2Shape(num_layers=2, hidden_size=64, ffn_hidden_size=128, num_attention_heads=4,
                                   num_query_groups=2, kv_channels=16, vocab_size=151936,
                                   tie_word_embeddings=True, max_position_embeddings=32768, seq_length=1024),
+    "tiny-yarn": Qwen2Shape(num_layers=2, hidden_size=64, ffn_hidden_size=128, num_attention_heads=4,
+                            num_query_groups=2, kv_channels=16, vocab_size=512, tie_word_embeddings=True,
+                            max_position_embeddings=2048, seq_length=512, bos_token_id=None, eos_token_id=None,
+                            rope_scaling=YarnScaling(factor=4.0, original_max_position_embeddings=512)),
 }
 
 
@@ -167,9 +258,30 @@ def _rope_base(cfg: dict) -> float:
     if cfg.get("rope_theta") is not None:
         return float(cfg["rope_theta"])
     params = cfg.get("rope_parameters") or {}
-    if params.get("rope_type", "default") not in ("default", None):
-        raise ConfigError(f"rope scaling {params.get('rope_type')!r} is not supported")
     return float(params.get("rope_theta", 1_000_000.0))
+
+
+def rope_type(cfg: dict) -> str:
+    """"default" or "yarn" (or another type, which callers refuse) from either spelling:
+    `rope_scaling` (Qwen's documentation, transformers 4) or `rope_parameters` (transformers 5)."""
+    for key in ("rope_scaling", "rope_parameters"):
+        params = cfg.get(key) or {}
+        kind = params.get("rope_type") or params.get("type")
+        if kind not in (None, "default"):
+            return str(kind)
+    return "default"
+
+
+def _rope_scaling(cfg: dict) -> YarnScaling | None:
+    kind = rope_type(cfg)
+    if kind == "default":
+        return None
+    if kind != "yarn":
+        raise ConfigError(f"rope type {kind!r} is not supported (default RoPE or yarn)")
+    params = cfg.get("rope_scaling") or {}
+    if (params.get("rope_type") or params.get("type")) != "yarn":
+        params = cfg.get("rope_parameters") or {}
+    return YarnScaling.from_hf(params)
 
 
 def get_shape(name_or_path: str | Path, **overrides: Any) -> Qwen2Shape:

@@ -168,6 +168,25 @@ def layer_spec(use_te: bool):
     return get_gpt_layer_local_spec(normalization="RMSNorm")
 
 
+def set_yarn(config, scaling) -> None:
+    """YaRN settings on a `TransformerConfig`, as megatron-core's GPTModel and attention read them.
+
+    `TransformerConfig` declares no `yarn_*` fields (only the MLA config does): `GPTModel` and
+    `Attention` read them with getattr/hasattr, so they are set as attributes. mscale and
+    mscale_all_dim go through only when both are set, so megatron's attention factor is
+    transformers' (0.1 ln(factor) + 1 otherwise). TE's fused RoPE refuses an mscale != 1, so
+    YaRN models use the unfused rotary path."""
+    both = bool(scaling.mscale and scaling.mscale_all_dim)
+    config.yarn_rotary_scaling_factor = scaling.factor
+    config.yarn_original_max_position_embeddings = scaling.original_max_position_embeddings
+    config.yarn_beta_fast = scaling.beta_fast
+    config.yarn_beta_slow = scaling.beta_slow
+    config.yarn_mscale = scaling.mscale if both else None
+    config.yarn_mscale_all_dim = scaling.mscale_all_dim if both else None
+    config.yarn_correction_range_round_to_int = scaling.truncate
+    config.apply_rope_fusion = False
+
+
 def build_gpt_model(shape: Qwen2Shape, *, pre_process: bool = True, post_process: bool = True,
                     use_te: bool | None = None, precision: str = "bf16", config=None,
                     vp_stage: int | None = None, parallel_output: bool = True,
@@ -182,6 +201,8 @@ def build_gpt_model(shape: Qwen2Shape, *, pre_process: bool = True, post_process
     use_te = te_available() if use_te is None else use_te
     if config is None:
         config = transformer_config(shape, precision=precision, use_te=use_te, **config_kwargs)
+    if shape.rope_scaling is not None:
+        set_yarn(config, shape.rope_scaling)
     model = GPTModel(
         config=config,
         transformer_layer_spec=layer_spec(use_te),
@@ -191,7 +212,7 @@ def build_gpt_model(shape: Qwen2Shape, *, pre_process: bool = True, post_process
         post_process=post_process,
         parallel_output=parallel_output,
         share_embeddings_and_output_weights=shape.tie_word_embeddings,
-        position_embedding_type="rope",
+        position_embedding_type="yarn" if shape.rope_scaling is not None else "rope",
         rotary_base=int(shape.rotary_base),
         vp_stage=vp_stage,
     )
