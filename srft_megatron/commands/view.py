@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tokenizer: 'qwen2.5' (offline) or a Hugging Face tokenizer directory (default: %(default)s)")
     parser.add_argument("--render", default="tools", choices=("tools", "xml"),
                         help="how tool calls are rendered for training, as in srft preprocess (default: %(default)s)")
+    parser.add_argument("--tools", metavar="FILE|PROFILE",
+                        help="tools the agent was given, overriding each trajectory's own, as in srft preprocess")
     policy_options.add_arguments(parser)
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first bad record (default: reject it, say so, and go on)")
@@ -115,7 +117,10 @@ def main(args: argparse.Namespace) -> int:
     from srft_megatron.render import StepRenderer
     from srft_megatron.view import build_view, file_stem, page
 
+    from srft_megatron.tools import load_tools
+
     policy = policy_options.from_args(args)
+    tools = load_tools(args.tools) if args.tools else None
     rejected: list[InputError] = []
     trajs = load_trajectories(args.trajectories, args.ids, args.resolved, args.strict, rejected)
     labels = load_labels(args.labels, args.strict, rejected)
@@ -128,7 +133,7 @@ def main(args: argparse.Namespace) -> int:
             policy.step_weights(traj, labels.get(traj.id))
         except InputError as err:
             raise err.located(file=args.labels, traj_id=traj.id) from None
-    renderer = StepRenderer(load_tokenizer(args.tokenizer), args.render)
+    renderer = StepRenderer(load_tokenizer(args.tokenizer), args.render, tools=tools)
     views = []
     for traj in tqdm(trajs, desc="view", unit="traj", disable=args.quiet):
         try:

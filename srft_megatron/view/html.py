@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import re
 from typing import Iterable
 
@@ -93,15 +94,25 @@ def _step(traj: TrajectoryView, step: StepView) -> str:
         parts.append(_collapsible("call", f"tool call {name} (readable)", args, force_closed=True))
     obs_title = ", ".join(sorted({o.role for o in step.observations})) or "context"
     for obs in step.observations:
-        parts.append(_collapsible("obs", f"{obs.role} output", obs.text))
+        parts.append(_collapsible("obs", f"{_demo(obs)}{obs.role} output", obs.text))
     parts.append(f'<div class="context">{esc(obs_title)}: {step.context_tokens_after} tokens in context '
                  f'(never trained)</div></li>')
     return "".join(parts)
 
 
-def _prompt(prompt: list[Observation], tokens: int) -> str:
-    body = "".join(f"<pre><b>{esc(o.role)}</b>\n{esc(o.text)}</pre>" for o in prompt)
-    return (f'<details class="prompt"><summary>prompt: {len(prompt)} messages &middot; {tokens} tokens '
+def _demo(obs: Observation) -> str:
+    return "demonstration (context, not a step) &middot; " if obs.demo else ""
+
+
+def _prompt(prompt: list[Observation], tokens: int, tools: list[dict] | None = None) -> str:
+    body = "".join(f"<pre><b>{_demo(o)}{esc(o.role)}</b>\n{esc(o.text)}</pre>" for o in prompt)
+    if tools:  # what the template put in the system turn, shown as the JSON the agent sent
+        names = ", ".join(t["function"]["name"] for t in tools)
+        body = (f'<details class="tools"><summary>tools given to the agent: {esc(names)}</summary>'
+                f'<pre>{esc(json.dumps(tools, indent=2, ensure_ascii=False))}</pre></details>') + body
+    demos = sum(o.demo for o in prompt)
+    extra = (f" &middot; {len(tools)} tools" if tools else "") + (f" &middot; {demos} demonstration turns" if demos else "")
+    return (f'<details class="prompt"><summary>prompt: {len(prompt)} messages{extra} &middot; {tokens} tokens '
             f'(context, never trained)</summary>{body}</details>')
 
 
@@ -115,7 +126,7 @@ def trajectory_section(traj: TrajectoryView) -> str:
             f'data-total-tokens="{traj.total_tokens}">'
             f'<h2>{esc(traj.id)}{_resolved_badge(traj.resolved)}</h2><div class="meta">{meta}</div>'
             f'<div class="summary"><div class="bar"></div><div class="summary-text">summary needs JavaScript'
-            f'</div></div>{_prompt(traj.prompt, traj.prompt_tokens)}<ol class="steps">{steps}</ol></section>')
+            f'</div></div>{_prompt(traj.prompt, traj.prompt_tokens, traj.tools)}<ol class="steps">{steps}</ol></section>')
 
 
 def _index(trajs: list[TrajectoryView], link: callable) -> str:

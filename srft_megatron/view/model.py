@@ -4,7 +4,9 @@ A page must not tell a different story from the dataset: the tokens marked "trai
 exactly the step spans that `srft preprocess` gives a non-zero weight, because both come from
 `StepRenderer` (chat-template render, per-segment tokenisation) and `WeightPolicy.step_weights`.
 This module turns a trajectory + its labels into plain data (`TrajectoryView`); `html.py` only
-formats it.
+formats it. The page shows the context the model saw, as the dataset renders it: the tools the
+trajectory is rendered with (its own, or `--tools`) and demonstration turns, shown as context and
+never numbered as steps (`Trajectory.steps()`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from srft_megatron.errors import InputError
 from srft_megatron.policy import WeightPolicy
 from srft_megatron.render import StepRenderer
-from srft_megatron.trajectory import LabelRecord, Trajectory
+from srft_megatron.trajectory import LabelRecord, Trajectory, is_step
 
 
 @dataclass
@@ -27,10 +29,11 @@ class Token:
 
 @dataclass
 class Observation:
-    """A non-assistant message after a step (tool result, user turn): always weight 0."""
+    """A message that is not a step (tool result, user turn, demonstration turn): weight 0."""
 
     role: str
     text: str
+    demo: bool = False                      # a demonstration turn (SWE-agent `is_demo`)
 
 
 @dataclass
@@ -63,6 +66,11 @@ class TrajectoryView:
     prompt_tokens: int
     steps: list[StepView]
     total_tokens: int
+    tools: list[dict[str, Any]] | None = None  # the tools in the rendered context
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t["function"]["name"] for t in self.tools or []]
 
     @property
     def trained_tokens(self) -> float:
@@ -107,7 +115,7 @@ def build_view(traj: Trajectory, labels: LabelRecord | None, renderer: StepRende
     prompt: list[Observation] = []
     steps: list[StepView] = []
     for msg in traj.messages:
-        if msg["role"] == "assistant":
+        if is_step(msg):
             k = len(steps) + 1
             span = spans[k - 1]
             nxt = spans[k].start if k < len(spans) else len(ids)
@@ -120,14 +128,17 @@ def build_view(traj: Trajectory, labels: LabelRecord | None, renderer: StepRende
                 tokens=_tokens(renderer, rendered.text[span.char_start:span.char_end],
                                ids[span.start:span.end], traj.id, k),
                 context_tokens_after=nxt - span.end))
-        elif steps:
-            steps[-1].observations.append(Observation(msg["role"], msg.get("content") or ""))
         else:
-            prompt.append(Observation(msg["role"], msg.get("content") or ""))
+            text = msg.get("content") or ""
+            calls = "\n".join(f"[tool call: {c['function']['name']}] {_readable_arguments(c['function']['arguments'])}"
+                              for c in msg.get("tool_calls") or [])
+            obs = Observation(msg["role"], "\n".join(t for t in (text, calls) if t), bool(msg.get("is_demo")))
+            (steps[-1].observations if steps else prompt).append(obs)
     return TrajectoryView(
         id=traj.id, instance_id=traj.instance_id, resolved=traj.resolved, source=traj.source,
         policy=policy.name, critic=labels.critic if labels is not None else {}, prompt=prompt,
-        prompt_tokens=spans[0].start if spans else len(ids), steps=steps, total_tokens=len(ids))
+        prompt_tokens=spans[0].start if spans else len(ids), steps=steps, total_tokens=len(ids),
+        tools=renderer.tools_for(traj))
 
 
 def _reasons(labels: LabelRecord | None) -> dict[int, str]:
