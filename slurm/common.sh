@@ -76,6 +76,12 @@ srft_run_step() {
   return "$rc"
 }
 
+# A fresh random key (64 hex digits) on stdout: the per-job API key of critic/evaluate servers.
+# Generated in memory and passed on in the environment, never on a command line or in a file.
+srft_new_key() {
+  od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
+}
+
 srft_banner() {
   echo "srft: job ${SLURM_JOB_ID:-?} (${SLURM_JOB_NAME:-?}) restart ${SLURM_RESTART_COUNT:-0} on" \
        "${SLURM_JOB_NODELIST:-?} at $(date -u +%FT%TZ); run dir $SRFT_RUN_DIR" >&2

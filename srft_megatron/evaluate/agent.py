@@ -57,7 +57,9 @@ def instance_filter(ids: list[str]) -> str:
 
 
 def write_overlay(path: Path, cfg: AgentConfig, endpoint: str, served_name: str, seed: int) -> None:
-    kwargs = {"api_base": endpoint, "api_key": "EMPTY", "temperature": cfg.temperature, "seed": seed}
+    # no api_key here: the overlay is a file (and mini-swe-agent copies it into every trajectory);
+    # litellm reads the key from OPENAI_API_KEY, set by run_agent
+    kwargs = {"api_base": endpoint, "temperature": cfg.temperature, "seed": seed}
     if cfg.max_tokens:
         kwargs["max_tokens"] = cfg.max_tokens
     overlay = {
@@ -89,14 +91,15 @@ def count_predictions(out_dir: Path) -> int:
 
 
 def run_agent(cfg: AgentConfig, rollout_dir: Path, endpoint: str, served_name: str, seed: int,
-              progress=None) -> Path:
+              progress=None, api_key: str | None = None) -> Path:
     """Run one rollout of the agent; return its predictions file. Resumes a partial rollout."""
     out_dir = rollout_dir / "agent"
     out_dir.mkdir(parents=True, exist_ok=True)
     overlay = rollout_dir / "agent_overlay.yaml"
     write_overlay(overlay, cfg, endpoint, served_name, seed)
     env = dict(os.environ, MSWEA_COST_TRACKING="ignore_errors", MSWEA_SILENT_STARTUP="1",
-               MSWEA_GLOBAL_CONFIG_DIR=str(rollout_dir / ".mswea"), OPENAI_API_KEY="EMPTY")
+               MSWEA_GLOBAL_CONFIG_DIR=str(rollout_dir / ".mswea"),
+               OPENAI_API_KEY=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY")
     log_path = rollout_dir / "agent.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(agent_command(cfg, out_dir, overlay), stdout=log, stderr=subprocess.STDOUT,

@@ -127,7 +127,8 @@ def evaluate(settings: EvalSettings, progress_factory=None) -> list[Path]:
                 bar = progress_factory(f"rollout {r}/{settings.rollouts}: agent") if progress_factory else None
                 update = (lambda n, bar=bar: bar.update(n - bar.n)) if bar is not None else None
                 try:
-                    run_agent(agent_cfg, rdir, url, settings.served_name, settings.seed + r, progress=update)
+                    run_agent(agent_cfg, rdir, url, settings.served_name, settings.seed + r, progress=update,
+                              api_key=getattr(server, "api_key", None))  # our server's key; else the env's
                 finally:
                     if bar is not None:
                         bar.close()

