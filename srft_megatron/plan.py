@@ -30,9 +30,9 @@ micro-batches in flight under 1F1B (the paper's sec. 4.2.3); the last stage hold
 logits (4sbv/t, the paper's output-layer term). Full recompute keeps each layer's input
 (2sbh/t) plus one layer's working set.
 
-Throughput: model FLOPs per token 6N + 12 L (a d) s (PaLM, appendix B; N without the input
-embedding lookup; s an upper bound for packed documents), times 4/3 with full recompute (one more
-forward), at a stated fraction `mfu` of the GPUs' peak, times the 1F1B pipeline efficiency
+Throughput: model FLOPs per token as the trainer counts them (`training.metrics.step_flops`,
+Megatron-LM's `num_floating_point_operations`: causal attention; s an upper bound for packed
+documents), times 4/3 with full recompute (one more forward), at a stated fraction `mfu` of the GPUs' peak, times the 1F1B pipeline efficiency
 m / (m + PP - 1).
 """
 
@@ -171,12 +171,11 @@ def activation_bytes(shape: Qwen2Shape, *, seq_length: int, tp: int = 1, pp: int
 
 # ---- throughput -------------------------------------------------------------------------------
 def flops_per_token(shape: Qwen2Shape, seq_length: int) -> float:
-    """Model training FLOPs per token: 6N + 12 L (a d) s (PaLM appendix B)."""
-    # The input embedding is a lookup; tied, its one matrix is the output layer's matmul.
-    lookup = 0 if shape.tie_word_embeddings else shape.vocab_size * shape.hidden_size
-    compute_params = shape.num_parameters() - lookup
-    attn = 12 * shape.num_layers * shape.num_attention_heads * shape.kv_channels * seq_length
-    return 6 * compute_params + attn
+    """Model training FLOPs per token of one `seq_length` document, counted as the trainer's
+    TFLOP/s and MFU count them (one owner: `srft_megatron.training.metrics.step_flops`)."""
+    from srft_megatron.training.metrics import step_flops
+
+    return step_flops(shape, seq_length, seq_length * seq_length) / seq_length
 
 
 # ---- layouts ----------------------------------------------------------------------------------
