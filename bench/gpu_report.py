@@ -93,8 +93,9 @@ def write_results(d: Path) -> str:
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) and v < 10 else (f"{v:.1f}" if isinstance(v, float) else str(v))  # noqa: E731
         out += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
         out += ["", "TFLOP/s: Megatron-LM's `num_floating_point_operations` on real tokens, causal "
-                "attention per document (srft_megatron/training/metrics.py); MFU against the "
-                "measured peak above."]
+                "attention per document (srft_megatron/training/metrics.py); MFU against "
+                + ("the measured peak above." if peak else "989 TFLOP/s (H100 SXM datasheet): the peak "
+                   "was not measured.")]
     else:
         out += ["Not run or did not finish (see gpu_check.log)."]
     out += ["", "## Tests on the GPU (no Transformer Engine)", ""]
