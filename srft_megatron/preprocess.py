@@ -19,6 +19,7 @@ steps kept as generated although they start with a newline (`counts.newline_step
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing as mp
 import os
 import sys
@@ -95,6 +96,19 @@ def _text_length(msg: dict) -> int:
     return len(msg.get("content") or "") + sum(len(c["function"]["arguments"]) for c in calls)
 
 
+def _argument_texts(msg: dict) -> list[str]:
+    """The string values of a message's tool-call arguments: printed as they are by the xml render
+    and JSON-escaped (never shorter) by the tools render, so their tokens bound both from below."""
+    texts = []
+    for call in msg.get("tool_calls") or []:
+        try:
+            args = json.loads(call["function"]["arguments"])
+        except json.JSONDecodeError:
+            continue  # the renderer rejects it with its step
+        texts += [v for v in (args.values() if isinstance(args, dict) else []) if isinstance(v, str)]
+    return texts
+
+
 def _min_tokens(text: str, tokenizer, need: int, max_token_bytes: int) -> int:
     """A lower bound on the tokens `text` takes, computed without tokenising more than about
     `need` tokens' worth of it: exact for short text, else the count of a tokenised head
@@ -131,7 +145,7 @@ def fit_messages(traj: Trajectory, tokenizer, limit: int) -> Trajectory | None:
     bound = 0
     for index, msg in enumerate(traj.messages):
         need = limit - bound
-        parts = [msg.get("content") or ""] + [c["function"]["arguments"] for c in msg.get("tool_calls") or []]
+        parts = [msg.get("content") or "", *_argument_texts(msg)]
         for text in parts:
             if text:
                 bound += max(0, _min_tokens(text, tokenizer, need, max_bytes) - FIT_EDGE_TOKENS)

@@ -74,24 +74,33 @@ def test_fitting_before_render_changes_no_token(tmp_path, monkeypatch):
     from srft_megatron import preprocess
     from srft_megatron.policy import make_policy
 
+    def call(text):
+        return {"role": "assistant", "content": "edit", "tool_calls": [{"id": "c", "type": "function", "function": {
+            "name": "str_replace_editor", "arguments": json.dumps({"command": "create", "file_text": text})}}]}
+
+    edit = {"id": "t4", "messages": [{"role": "user", "content": "task"}, call('print("hi")\n' * 3),
+                                     {"role": "tool", "tool_call_id": "c", "content": "ok"},
+                                     call('x = "\\n"\n' * 400), {"role": "tool", "tool_call_id": "c", "content": "ok"}]}
     rows = [_traj("t1", "a " * 50, "b " * 400, "c", observation="x " * 300),
-            _traj("t2", "short", observation="y " * 5000), _traj("t3", "z " * 30)]
+            _traj("t2", "short", observation="y " * 5000), _traj("t3", "z " * 30), edit]
     src = write_jsonl(tmp_path / "t.jsonl", rows)
 
-    def run(prefix):
+    def run(prefix, render):
         job = preprocess.PreprocessJob(trajectories=str(src), output_prefix=str(tmp_path / prefix), seq_length=512,
-                                       policy=make_policy("naive"), progress=False)
+                                       policy=make_policy("naive"), render=render, progress=False)
         return preprocess.run_preprocess(job), open_dataset(tmp_path / prefix)
 
-    meta_fit, fit = run("fit")
-    monkeypatch.setattr(preprocess, "FIT_CHARS_PER_TOKEN", 10 ** 9)  # never bound: render everything
-    meta_all, whole = run("all")
-    assert meta_fit["counts"]["documents"] == meta_all["counts"]["documents"] == 3
-    assert meta_fit["counts"]["steps_cut"] == meta_all["counts"]["steps_cut"] == 2
-    assert meta_fit["timing"]["rendered_tokens"] < meta_all["timing"]["rendered_tokens"]
-    for index in range(3):
-        for a, b in zip(fit.document(index), whole.document(index)):
-            np.testing.assert_array_equal(a, b)
+    for render in ("tools", "xml"):
+        monkeypatch.setattr(preprocess, "FIT_CHARS_PER_TOKEN", 4)
+        meta_fit, fit = run(f"fit-{render}", render)
+        monkeypatch.setattr(preprocess, "FIT_CHARS_PER_TOKEN", 10 ** 9)  # never bound: render everything
+        meta_all, whole = run(f"all-{render}", render)
+        assert meta_fit["counts"]["documents"] == meta_all["counts"]["documents"] == 4
+        assert meta_fit["counts"]["steps_cut"] == meta_all["counts"]["steps_cut"] == 3
+        assert meta_fit["timing"]["rendered_tokens"] < meta_all["timing"]["rendered_tokens"]
+        for index in range(4):
+            for a, b in zip(fit.document(index), whole.document(index)):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_a_50_mb_observation_costs_bounded_memory_and_time(tmp_path):
