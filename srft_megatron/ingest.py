@@ -5,9 +5,18 @@ Sources:
   observations with `tool_call_ids`) and the old text format (actions inside the assistant
   text, observations as `user` turns). The message list is the file's `history`, or else the
   last `trajectory[-1].messages` (the full context of the last query).
-- Rows of the SWE-smith trajectories dataset (JSONL or Parquet): `messages` is a JSON string;
-  `traj_id`, `instance_id`, `model`, `resolved` columns.
-- Already-normalised JSONL (`id` + a `messages` list), passed through validation.
+- mini-swe-agent `INSTANCE.traj.json` files (what `srft evaluate` runs): `messages`, `info`.
+- Rows (JSONL, a JSON list, or Parquet), dispatched on their shape: the SWE-smith trajectories
+  dataset (`traj_id`; `messages` a JSON string or a list; `instance_id`, `model`, `resolved`);
+  SWE-Gym / OpenHands (`instance_id`, OpenAI `messages`, the agent's `tools`, `resolved`, no
+  id); nebius SWE-agent-trajectories (`instance_id`, `trajectory` of `{role: system|user|ai,
+  text}`, `target`); already-normalised trajectories (`id` + a `messages` list). Anything else
+  is "unsupported format" naming its keys.
+
+Every rollout gets a distinct, stable id (`rollout_id` from the run directory, `content_id` for
+rows without one); `instance_id` keeps the task. SWE-agent demonstration turns keep `is_demo`:
+context the agent saw, never steps. Bad bytes and odd shapes are `InputError`s naming file, line
+and id, never tracebacks.
 
 Every message comes out as OpenAI chat format with string content: list-of-parts content is
 flattened (text parts joined by newlines; a non-text part is an error rather than a silent
