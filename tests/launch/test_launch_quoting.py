@@ -102,3 +102,17 @@ def test_injection_strings_are_passed_as_data_never_run(launch_python, tmp_path)
             assert stage["env"]["SRFT_CRITIC_MODEL"] == "/models/critic"
     assert not list(canary.iterdir())                     # nothing ran at job time either
 
+
+
+def test_unsafe_link_dir_is_refused_in_one_line_before_anything_runs(launch_python, tmp_path):
+    """Where nemo-run would get an unsafe path of ours, the launch stops with one line naming it."""
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(yaml.safe_dump({"executor": {"kind": "slurm"}, "stages": {"convert": {}}}))
+    env = dict(os.environ, SRFT_LAUNCH_LINKS=str(tmp_path / "links; x"))
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "srft"), "launch", str(spec), "--run-dir",
+                           str(tmp_path / "a run"), "--dry-run"], env=env, capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 2 and "##### stage" not in proc.stdout
+    error = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(error) == 1 and "run-dir link" in error[0] and "links; x" in error[0], proc.stderr[-2000:]
+    assert not (tmp_path / "links; x").exists()
