@@ -1,8 +1,9 @@
 """The parallel layout of a run, validated before any process group exists, and its setup.
 
 `ParallelDims` is the single object that says how the world is cut: tensor parallel (TP),
-pipeline parallel (PP, optionally interleaved into `vpp` virtual stages per rank) and data
-parallel (DP), with TP x PP x DP = world size. `initialize` turns it into megatron-core's
+pipeline parallel (PP, optionally interleaved into `vpp` virtual stages per rank), context
+parallel (CP, sequences split across ranks; Transformer Engine only) and data parallel (DP),
+with TP x PP x CP x DP = world size. `initialize` turns it into megatron-core's
 process groups (gloo on CPU, NCCL on GPU) and seeds the model-parallel RNG streams;
 `destroy` tears them down so tests can switch layouts inside one launch.
 
@@ -30,9 +31,10 @@ class ParallelDims:
     dp: int = 1
     vpp: int | None = None  # virtual pipeline stages per PP rank (interleaved 1F1B)
     sequence_parallel: bool = False
+    cp: int = 1  # context parallel: each sequence split across cp ranks (TE only)
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "dp"):
+        for name in ("tp", "pp", "dp", "cp"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"parallel.{name} must be >= 1, got {getattr(self, name)}")
         if self.vpp is not None:
@@ -45,17 +47,18 @@ class ParallelDims:
 
     @property
     def world_size(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.pp * self.cp * self.dp
 
     @classmethod
     def from_world(cls, world_size: int, tp: int = 1, pp: int = 1, vpp: int | None = None,
-                   sequence_parallel: bool = False) -> "ParallelDims":
-        """Infer DP from the world size; error if TP x PP does not divide it."""
-        if world_size % (tp * pp):
-            raise ConfigError(f"world size {world_size} is not divisible by tensor x pipeline = "
-                              f"{tp} x {pp}")
-        return cls(tp=tp, pp=pp, dp=world_size // (tp * pp), vpp=vpp,
-                   sequence_parallel=sequence_parallel)
+                   sequence_parallel: bool = False, cp: int = 1) -> "ParallelDims":
+        """Infer DP from the world size; error if TP x PP x CP does not divide it."""
+        if world_size % (tp * pp * cp):
+            names, sizes = ("tensor x pipeline", f"{tp} x {pp}") if cp == 1 else \
+                ("tensor x pipeline x context", f"{tp} x {pp} x {cp}")
+            raise ConfigError(f"world size {world_size} is not divisible by {names} = {sizes}")
+        return cls(tp=tp, pp=pp, dp=world_size // (tp * pp * cp), vpp=vpp,
+                   sequence_parallel=sequence_parallel, cp=cp)
 
     def validate_model(self, *, num_layers: int, num_attention_heads: int, num_query_groups: int,
                        vocab_size: int) -> None:
@@ -106,13 +109,14 @@ def initialize(dims: ParallelDims, seed: int = 1234) -> None:
     init_process_group()
     world = dist.get_world_size()
     if dims.world_size != world:
-        raise ConfigError(f"parallel layout tp={dims.tp} x pp={dims.pp} x dp={dims.dp} = "
+        raise ConfigError(f"parallel layout tp={dims.tp} x pp={dims.pp} x cp={dims.cp} x dp={dims.dp} = "
                           f"{dims.world_size} does not match world size {world}")
     if parallel_state.model_parallel_is_initialized():
         parallel_state.destroy_model_parallel()
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=dims.tp,
         pipeline_model_parallel_size=dims.pp,
+        context_parallel_size=dims.cp,
         virtual_pipeline_model_parallel_size=dims.vpp if (dims.vpp or 1) > 1 else None,
     )
     tensor_parallel.model_parallel_cuda_manual_seed(seed)

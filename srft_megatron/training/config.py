@@ -55,6 +55,7 @@ class ParallelConfig:
     virtual_pipeline: int | None = None  # interleaved 1F1B: model chunks per pipeline rank
     sequence_parallel: bool = False      # needs TE and tensor > 1
     distributed_optimizer: bool = True
+    context: int = 1                     # context parallel (CP): needs TE (THD split, training/context_parallel.py)
 
 
 @dataclass
@@ -224,8 +225,9 @@ def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
     check_fp8_scaling(cfg.model.fp8_amax_history_len, cfg.model.fp8_amax_compute_algo,
                       cfg.model.fp8_margin, prefix="model.")
     p = cfg.parallel
+    _validate_context_parallel(cfg)
     dims = ParallelDims.from_world(world_size, tp=p.tensor, pp=p.pipeline, vpp=p.virtual_pipeline,
-                                   sequence_parallel=p.sequence_parallel)
+                                   sequence_parallel=p.sequence_parallel, cp=p.context)
     dims.validate_model(num_layers=shape.num_layers, num_attention_heads=shape.num_attention_heads,
                         num_query_groups=shape.num_query_groups, vocab_size=shape.vocab_size)
     multiple = 16 if cfg.model.precision == "fp8" else 1  # FP8 GEMMs need dims divisible by 16
@@ -252,6 +254,29 @@ def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
     if t.init_from is not None and not (Path(t.init_from) / "srft_checkpoint.json").is_file():
         raise ConfigError(f"train.init_from={t.init_from} is not a complete srft checkpoint")
     return shape, dims
+
+
+def _validate_context_parallel(cfg: SrftTrainConfig) -> None:
+    """CP runs only on Transformer Engine (its attention exchanges K/V across CP ranks and takes
+    the THD `cu_seqlens`); megatron-core's local spec has no CP attention at all."""
+    from srft_megatron.model.provider import te_available
+
+    cp = cfg.parallel.context
+    if cp < 1:
+        raise ConfigError(f"parallel.context must be >= 1, got {cp}")
+    if cp == 1:
+        return
+    use_te = te_available() if cfg.model.use_te is None else cfg.model.use_te
+    if not use_te:
+        raise ConfigError(f"parallel.context={cp} needs Transformer Engine on CUDA GPUs (context-parallel "
+                          f"THD attention); it is not available here")
+    if not cfg.data.pack or cfg.train.micro_batch_size != 1:
+        raise ConfigError("parallel.context > 1 needs packed THD sequences: data.pack=true, train.micro_batch_size=1")
+    if cfg.model.seq_length % (2 * cp):
+        raise ConfigError(f"model.seq_length={cfg.model.seq_length} must be a multiple of 2 x parallel.context "
+                          f"= {2 * cp}")
+    raise ConfigError(f"parallel.context={cp}: the trainer does not split batches across context-parallel "
+                      f"ranks yet (srft_megatron/training/context_parallel.py has the split; wiring pending)")
 
 
 def _validate_data(cfg: SrftTrainConfig) -> None:
