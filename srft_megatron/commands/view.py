@@ -9,7 +9,10 @@ Every step is shown with its label (colour), whether the policy keeps it, and it
 model sees them after the chat template: green tokens are trained, grey struck-through ones
 are masked. Observations longer than a dozen lines are collapsed. The token spans and weights
 come from the same renderer and weight policy as `srft preprocess`, so pass the same
-`--tokenizer`, `--render` and policy options to see what a dataset trains on.
+`--tokenizer`, `--render` and policy options — or just `--dataset PREFIX`, which takes all of them
+(and the input files) from the dataset's meta.json — to see what a dataset trains on:
+
+    srft view --dataset data/srft -o srft.html
 """
 
 from __future__ import annotations
@@ -21,14 +24,20 @@ from pathlib import Path
 from tqdm import tqdm
 
 from srft_megatron import policy as policy_options
-from srft_megatron.errors import InputError
+from srft_megatron.errors import ConfigError, InputError
 from srft_megatron.io import atomic_open, iter_jsonl_tolerant
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("trajectories", metavar="TRAJECTORIES",
-                        help="trajectories.jsonl from srft ingest (or a .traj file / SWE-smith rows)")
-    parser.add_argument("labels", metavar="LABELS", help="labels.jsonl (DESIGN §2) from srft label or by hand")
+    parser.add_argument("trajectories", metavar="TRAJECTORIES", nargs="?",
+                        help="trajectories.jsonl from srft ingest (or a .traj file / SWE-smith rows); "
+                             "default with --dataset: the one it was made from")
+    parser.add_argument("labels", metavar="LABELS", nargs="?",
+                        help="labels.jsonl (DESIGN §2) from srft label or by hand; default with --dataset: "
+                             "the one it was made from")
+    parser.add_argument("--dataset", metavar="PREFIX",
+                        help="show what this dataset (srft preprocess --output-prefix) trains on: tokenizer, "
+                             "render, tools and weight policy come from PREFIX.meta.json")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", default="trajectories.html",
                      help="the HTML page to write: an index plus every trajectory (default: %(default)s)")
@@ -94,13 +103,15 @@ def load_trajectories(path: str, ids: list[str] | None, resolved_file: str | Non
     return out
 
 
-def load_labels(path: str, strict: bool = False, rejected: list[InputError] | None = None) -> dict:
+def load_labels(path: str | None, strict: bool = False, rejected: list[InputError] | None = None) -> dict:
     """Validated label records by id, each with its raw step dicts (for optional `reason`s).
 
     A bad label line is rejected (or stops the run under --strict); its trajectory, if the line
     names one, is then left out rather than shown without its labels."""
     from srft_megatron.trajectory import read_labels
 
+    if path is None:  # a dataset made without labels (a policy that needs none)
+        return {}
     reject = _rejecter(strict, [] if rejected is None else rejected)
     records, errors = read_labels(path)
     for err in errors:
@@ -112,14 +123,57 @@ def load_labels(path: str, strict: bool = False, rejected: list[InputError] | No
     return records
 
 
+_DATASET_DEFINES = {"tokenizer": "qwen2.5", "render": "tools", "tools": None, "policy": "srft",
+                    "reject_labels": None, "min_confidence": None, "label_weight": None, "unknown_resolved": None}
+
+
+def dataset_settings(args: argparse.Namespace) -> tuple[dict | None, "policy_options.WeightPolicy"]:
+    """With `--dataset`, the settings that define the dataset come from its meta.json (given again
+    on the command line they would be a second, possibly different, definition: refused)."""
+    if not args.dataset:
+        if not args.trajectories or not args.labels:
+            raise ConfigError("give TRAJECTORIES and LABELS, or --dataset PREFIX")
+        return None, policy_options.from_args(args)
+    from srft_megatron.dataset import read_meta
+
+    given = [f"--{k.replace('_', '-')}" for k, default in _DATASET_DEFINES.items() if getattr(args, k) != default]
+    if given:
+        raise ConfigError(f"--dataset takes the tokenizer, render, tools and policy from {args.dataset}.meta.json; "
+                          f"drop {', '.join(given)}")
+    try:
+        meta = read_meta(args.dataset)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    args.tokenizer = meta["tokenizer"]["name"]
+    args.render = meta["render"]
+    args.tools = (meta.get("tools") or {}).get("override")
+    args.trajectories = args.trajectories or meta["sources"]["trajectories"]
+    args.labels = args.labels or meta["sources"].get("labels")
+    return meta, policy_options.WeightPolicy.from_json(meta["policy"])
+
+
+def _check_same_as_dataset(meta: dict, tokenizer, tools) -> None:
+    """The tokenizer and tools found now must be the ones the dataset was made with."""
+    from srft_megatron.tokenizer import tokenizer_identity
+    from srft_megatron.tools import tools_sha256
+
+    now, then = tokenizer_identity(tokenizer), meta["tokenizer"]
+    for key in ("vocab_sha256", "chat_template_sha256"):
+        if now[key] != then.get(key):
+            raise ConfigError(f"tokenizer {then['name']!r} is not the one the dataset was made with "
+                              f"({key} differs): the view would not show what it trains on")
+    recorded = (meta.get("tools") or {}).get("override_sha256")
+    if recorded is not None and tools_sha256(tools) != recorded:
+        raise ConfigError(f"tools {meta['tools']['override']!r} changed since the dataset was made (sha256 differs)")
+
+
 def main(args: argparse.Namespace) -> int:
     from srft_megatron import load_tokenizer
     from srft_megatron.render import StepRenderer
+    from srft_megatron.tools import load_tools
     from srft_megatron.view import build_view, file_stem, page
 
-    from srft_megatron.tools import load_tools
-
-    policy = policy_options.from_args(args)
+    meta, policy = dataset_settings(args)
     tools = load_tools(args.tools) if args.tools else None
     rejected: list[InputError] = []
     trajs = load_trajectories(args.trajectories, args.ids, args.resolved, args.strict, rejected)
@@ -133,7 +187,10 @@ def main(args: argparse.Namespace) -> int:
             policy.step_weights(traj, labels.get(traj.id))
         except InputError as err:
             raise err.located(file=args.labels, traj_id=traj.id) from None
-    renderer = StepRenderer(load_tokenizer(args.tokenizer), args.render, tools=tools)
+    tokenizer = load_tokenizer(args.tokenizer)
+    if meta is not None:
+        _check_same_as_dataset(meta, tokenizer, tools)
+    renderer = StepRenderer(tokenizer, args.render, tools=tools)
     views = []
     for traj in tqdm(trajs, desc="view", unit="traj", disable=args.quiet):
         try:
