@@ -20,6 +20,7 @@ Stages always run in pipeline order (`STAGE_ORDER`); each waits for the previous
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,17 @@ def _fill(value: str, values: dict[str, str], where: str) -> str:
                           f"(known: {', '.join('{' + k + '}' for k in values)})") from None
 
 
+def _env_map(where: str, env: Any, values: dict[str, str]) -> dict[str, str]:
+    """An `env` mapping with placeholders filled; names must be variable names (they are written
+    into sbatch scripts as `export NAME=...`; the values are quoted there, the names cannot be)."""
+    if not isinstance(env, dict):
+        raise ConfigError(f"{where}: env must map variable names to values")
+    for key in env:
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError(f"{where}: env: {key!r} is not an environment variable name")
+    return {k: _fill(str(v), values, where) for k, v in env.items()}
+
+
 def build_pipeline(raw: dict[str, Any], run: RunDir, repo: Path, *, only: list[str] | None = None,
                    executor_kind: str | None = None, source: str = "<dict>") -> PipelineSpec:
     """Validate a parsed spec, fill defaults and placeholders, keep the selected stages."""
@@ -150,14 +162,14 @@ def build_pipeline(raw: dict[str, Any], run: RunDir, repo: Path, *, only: list[s
             raise ConfigError(f"{where}: give 'args' (the trajectory files and -o {{data}}/trajectories.jsonl; "
                               f"srft ingest takes files, not a directory)")
         args = list(DEFAULT_ARGS[name] if args is None else args) + list(conf.pop("extra_args", []) or [])
-        env = {k: _fill(str(v), values, where) for k, v in (conf.pop("env", {}) or {}).items()}
+        env = _env_map(where, conf.pop("env", {}) or {}, values)
         stage = StageSpec(name=name, args=[_fill(str(a), values, where) for a in args], env=env, **conf)
         if stage.nodes < 1 or stage.nproc_per_node < 1:
             raise ConfigError(f"{where}: nodes and nproc_per_node must be >= 1")
         if executor.kind == "local" and stage.nodes != 1:
             raise ConfigError(f"{where}: the local executor runs on one node (nodes: {stage.nodes})")
         stages.append(stage)
-    executor.env = {k: _fill(str(v), values, f"{source}: executor.env") for k, v in executor.env.items()}
+    executor.env = _env_map(f"{source}: executor", executor.env or {}, values)
     return PipelineSpec(executor=executor, stages=stages, source=source)
 
 

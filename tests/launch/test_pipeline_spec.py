@@ -52,6 +52,8 @@ def test_args_extra_args_placeholders_and_stage_selection(tmp_path):
     ({"stages": {}}, "'stages' must map stage names"),
     ({"stages": {"train": {"nodes": 0}}}, "nodes and nproc_per_node must be >= 1"),
     ({"stages": {"ingest": {}}}, "stages.ingest: give 'args'"),   # no default: srft ingest takes files
+    ({"stages": {"train": {"env": {"A;touch x": "1"}}}}, "stages.train: env: 'A;touch x' is not an environment"),
+    ({"executor": {"env": {"B C": "1"}}, "stages": {"train": {}}}, "executor: env: 'B C' is not an environment"),
 ])
 def test_bad_specs_are_one_line_config_errors(tmp_path, raw, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
