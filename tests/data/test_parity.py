@@ -156,12 +156,15 @@ def test_demonstration_turns_are_context_with_weight_zero(tokenizer, trajectorie
 
 
 def newline_trajectory() -> Trajectory:
-    """Three steps; the second's content starts with two newlines."""
+    """Three steps; the second's content starts with two newlines; the first makes two tool
+    calls (as SWE-Gym/OpenHands rows do), whose results the template merges into one turn."""
     return Trajectory.from_json({"id": "nl", "tools": load_profile("swe-agent"), "messages": [
         {"role": "system", "content": "sys"}, {"role": "user", "content": "go"},
         {"role": "assistant", "content": "Look first.", "tool_calls": [
-            {"id": "1", "type": "function", "function": {"name": "bash", "arguments": "{\"command\": \"ls\"}"}}]},
+            {"id": "1", "type": "function", "function": {"name": "bash", "arguments": "{\"command\": \"ls\"}"}},
+            {"id": "1b", "type": "function", "function": {"name": "bash", "arguments": "{\"command\": \"pwd\"}"}}]},
         {"role": "tool", "content": "a.py", "tool_call_id": "1"},
+        {"role": "tool", "content": "/repo", "tool_call_id": "1b"},
         {"role": "assistant", "content": "\n\nThen edit.", "tool_calls": [
             {"id": "2", "type": "function", "function": {"name": "bash", "arguments": "{\"command\": \"cat a.py\"}"}}]},
         {"role": "tool", "content": "x = 1", "tool_call_id": "2"},
