@@ -129,3 +129,23 @@ def test_static_memory_equals_megatron_allocation(tmp_path):
             unsharded = static_memory(shape, precision=precision, distributed_optimizer=False, use_te=False)
             assert sum(r["optimizer"] for r in ranks) == unsharded.optimizer, (name, ranks)
             assert want.weights > unsharded.weights  # the padding is modelled
+
+
+@pytest.mark.parametrize("length,nodes", [("64k", 4), ("128k", 8)])
+def test_long_context_configs_fit_their_nodes(length, nodes):
+    """The shipped 64k/128k configs: YaRN shape, a layout `srft plan` says fits 80 GB GPUs, and
+    the config check refuses CP on this TE-less machine with a clear error."""
+    from srft_megatron.training.config import load_config, validate
+
+    cfg = load_config(TINY_CONFIG.parent / f"qwen2.5-coder-32b-srft-{length}.yaml")
+    shape = get_shape(cfg.model.name)
+    assert shape.rope_scaling is not None and cfg.model.seq_length <= shape.max_position_embeddings
+    p = cfg.parallel
+    world = nodes * 8
+    layout = check_fits(shape, seq_length=cfg.model.seq_length, tp=p.tensor, pp=p.pipeline, cp=p.context,
+                        dp=world // (p.tensor * p.pipeline * p.context),
+                        distributed_optimizer=p.distributed_optimizer, recompute=cfg.model.recompute,
+                        gpu_memory_gb=80, global_batch_size=cfg.train.global_batch_size)
+    assert layout.fits and layout.tp * layout.pp * layout.cp * layout.dp == world
+    with pytest.raises(ConfigError, match=f"parallel.context={p.context} needs Transformer Engine"):
+        validate(cfg, world, check_data=False)
