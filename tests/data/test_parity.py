@@ -38,6 +38,27 @@ def example_trajectories(tmp_path_factory) -> list[Trajectory]:
     return [t for _, t in read_trajectories(str(out))]
 
 
+@pytest.fixture(scope="module")
+def brought_trajectories(tmp_path_factory, traj_dir) -> list[Trajectory]:
+    """Through `srft ingest`: SWE-agent's real marshmallow demonstration put in the history of a
+    real run (`put_demos_in_history`, turns marked `is_demo`), and SWE-Gym/OpenHands rows that
+    carry their own tools and make two calls in one turn (rows as in test_formats.py)."""
+    from tests.data.test_formats import _openhands_row
+
+    d = tmp_path_factory.mktemp("brought")
+    demo = json.loads((traj_dir / "marshmallow-1867__function_calling_replace.traj").read_text())["history"]
+    run = json.loads((traj_dir / "function_calling_simple.traj").read_text())["history"]
+    history = [run[0]] + [{**m, "is_demo": True} for m in demo if m["role"] != "system"] + run[1:]
+    (d / "with-demo.traj").write_text(json.dumps({"history": history}))
+    rows = d / "gym.jsonl"
+    rows.write_text("".join(json.dumps(_openhands_row("repo__x-1", a, True)) + "\n" for a in ("done", "\nfixed")))
+    srft("ingest", d / "with-demo.traj", rows, "-o", d / "t.jsonl", "--quiet")
+    trajs = [t for _, t in read_trajectories(str(d / "t.jsonl"))]
+    assert len(trajs) == 3 and sum(bool(m.get("is_demo")) for m in trajs[0].messages) == len(demo) - 1
+    assert trajs[1].tools and trajs[2].tools
+    return trajs
+
+
 def with_agent_tools(traj: Trajectory) -> Trajectory:
     """A copy with the tools the agent had: the SWE-agent profile when it calls tools."""
     calls = any(m.get("tool_calls") for m in traj.messages)
@@ -95,6 +116,12 @@ def test_context_before_every_step_is_the_inference_prompt(tokenizer, trajectori
         with_tools += traj.tools is not None
         checked += check_parity(tokenizer, traj, mode)
     assert with_tools >= 10 and checked >= 100  # the function-calling ones really got tools
+
+
+@pytest.mark.parametrize("mode", ["tools", "xml"])
+def test_parity_with_real_demonstrations_and_own_tools(tokenizer, brought_trajectories, mode):
+    for traj in brought_trajectories:
+        assert check_parity(tokenizer, with_agent_tools(traj), mode) == traj.num_steps
 
 
 def test_tools_block_is_in_the_system_turn(tokenizer, trajectories):

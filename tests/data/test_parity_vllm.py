@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from srft_megatron.render import template_messages
-from tests.data.test_parity import (check_parity, example_trajectories,  # noqa: F401 (a fixture)
-                                    newline_trajectory, with_agent_tools)
+from tests.data.test_parity import (brought_trajectories, check_parity,  # noqa: F401 (fixtures)
+                                    example_trajectories, newline_trajectory, with_agent_tools)
 
 pytestmark = pytest.mark.vllm
 SERVED = "qwen-tokenizer"
@@ -83,3 +83,12 @@ def test_demo_turns_and_newline_steps_against_vllm(tokenize_server, tokenizer, t
     traj = dataclasses.replace(real, id="with-demo", messages=[*real.messages[:first], *demo, *real.messages[first:]])
     assert check_parity(tokenizer, traj, "tools", expected=vllm_prompt_ids(tokenize_server)) == real.num_steps
     assert check_parity(tokenizer, newline_trajectory(), "tools", expected=vllm_prompt_ids(tokenize_server)) == 3
+
+
+def test_real_demonstrations_and_own_tools_against_vllm(tokenize_server, tokenizer, brought_trajectories):
+    """SWE-agent's real demonstration in the history, SWE-Gym rows with their own tools and two
+    calls in one turn (the second row's final step starts with a newline)."""
+    for traj in brought_trajectories:
+        for mode in ("tools", "xml"):
+            assert check_parity(tokenizer, with_agent_tools(traj), mode,
+                                expected=vllm_prompt_ids(tokenize_server)) == traj.num_steps
