@@ -3,6 +3,7 @@ tools hash and the newline-start step count in the metadata and `srft report`.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -12,7 +13,7 @@ from srft_megatron.errors import InputError
 from srft_megatron.tools import function_docs, load_profile, load_tools, profile_names, tools_sha256
 from srft_megatron.trajectory import read_trajectories
 from tests.data.conftest import srft, write_jsonl
-from tests.data.test_parity import newline_trajectory
+from tests.data.test_parity import expected_prompt_ids, newline_trajectory
 
 
 def test_swe_agent_profile_is_what_swe_agent_sends():
@@ -96,6 +97,13 @@ def test_preprocess_renders_tools_and_records_their_hash(tmp_path, traj_dir, tok
     bare_ids, tools_ids = bare.document(0)[0], tools.document(0)[0]
     assert "<tools>" in tokenizer.decode(tools_ids) and "<tools>" not in tokenizer.decode(bare_ids)
     assert bare.meta["counts"]["weighted_tokens"] == tools.meta["counts"]["weighted_tokens"]
+    # on disk: before each trained run of tokens (a step, naive policy) is the template's prompt
+    traj = dataclasses.replace(next(t for _, t in read_trajectories(str(trajs))), tools=load_profile("swe-agent"))
+    weights = tools.document(0)[1]
+    starts = [i for i in range(len(weights)) if weights[i] > 0 and (i == 0 or weights[i - 1] == 0)]
+    assert len(starts) == traj.num_steps
+    for start, step in zip(starts, traj.steps()):
+        assert tools_ids[:start].tolist() == expected_prompt_ids(tokenizer, traj, step.index, "tools")
     bad = srft("preprocess", *common, "--tools", tmp_path / "missing.json", "--output-prefix", tmp_path / "x",
                check=False)
     assert bad.returncode != 0 and "missing.json" in bad.stderr
