@@ -149,3 +149,22 @@ def test_long_context_configs_fit_their_nodes(length, nodes):
     assert layout.fits and layout.tp * layout.pp * layout.cp * layout.dp == world
     with pytest.raises(ConfigError, match=f"parallel.context={p.context} needs Transformer Engine"):
         validate(cfg, world, check_data=False)
+
+
+def test_cli_json_and_one_line_errors(tmp_path, capsys):
+    from srft_megatron.cli import main
+
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--model", "qwen2.5-7b", "--seq-length", "32768", "--nodes", "1", "--gpus-per-node", "8",
+                 "--gpu-memory-gb", "80", "--json", str(out), "--top", "3"]) == 0
+    table = capsys.readouterr().out
+    assert "parameters: 7,615,616,512" in table and len(table.splitlines()) == 6
+    result = json.loads(out.read_text())
+    assert result["parameters"] == get_shape("qwen2.5-7b").num_parameters()
+    row = result["layouts"][0]
+    assert {"tp", "pp", "cp", "dp", "recompute", "memory_gb", "fits", "tokens_per_s"} <= set(row)
+    assert set(row["memory_gb"]) == {"weights", "gradients", "optimizer", "activations", "total"}
+    assert main(["plan", "--model", "qwen2.5-coder-32b-instruct", "--seq-length", "131072", "--nodes", "8",
+                 "--gpus-per-node", "8", "--gpu-memory-gb", "80"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "exceeds max_position_embeddings" in err and "\n" not in err
