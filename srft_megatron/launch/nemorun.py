@@ -88,13 +88,21 @@ def stage_script(stage: StageSpec, repo: Path, python: str, quote: bool = True) 
     per node."""
     words = shell_words if quote and stage.kind != "torchrun" else list
     args = list(stage.args)
+    entry = stage.env.get("SRFT_ENTRY")
+    target = [entry] if entry else ["-m", "srft_megatron.cli"]
+    if stage.kind == "torchrun" and not quote:
+        # One machine: torchrun as the command itself. nemo-run's torchrun launcher shell-quotes
+        # every argument (right for sbatch), but the local executor starts it without a shell, so
+        # the trainer would get `'data.prefixes=[...]'` with the quotes.
+        return run.Script(path="torch.distributed.run", m=True, entrypoint=python,
+                          args=["--standalone", "--nproc-per-node", str(stage.nproc_per_node), *target,
+                                stage.name, *args])
     if stage.kind == "critic":
         return run.Script(path=str(repo / "slurm" / "critic_task.sh"), entrypoint="bash", args=words(args))
     if stage.kind == "torchrun":
         python = "python"  # torchrun runs the script with its own interpreter (the venv's, via PATH)
     elif quote:
         python = shlex.quote(python)
-    entry = stage.env.get("SRFT_ENTRY")
     if entry:  # a script file instead of the srft module (e.g. a fork's trainer)
         return run.Script(path=words([entry])[0], entrypoint=python, args=words([stage.name, *args]))
     # python stages go through launch.entry, which resolves run-time references (@latest:DIR)
@@ -119,12 +127,12 @@ def _env(stage: StageSpec, ex: ExecutorSpec, run_dir: RunDir, repo: Path) -> dic
 
 def stage_executor(stage: StageSpec, ex: ExecutorSpec, run_dir: RunDir, repo: Path):
     env = _env(stage, ex, run_dir, repo)
+    if ex.kind == "local":   # one process per stage; a torchrun stage is torchrun itself (stage_script)
+        return run.LocalExecutor(ntasks_per_node=1, env_vars=env)
     launcher = run.Torchrun(rdzv_port=stage.rdzv_port) if stage.kind == "torchrun" else None
     # critic: one task per node (it starts that node's vLLM replicas); torchrun: nemo-run turns
     # ntasks_per_node into --nproc-per-node and keeps one srun task per node.
     ntasks = 1 if stage.kind == "critic" else stage.nproc_per_node
-    if ex.kind == "local":
-        return run.LocalExecutor(ntasks_per_node=ntasks, launcher=launcher, env_vars=env)
     extra = {"kill_on_invalid_dep": "yes"}  # dependants of a failed stage are cancelled, not stuck
     if stage.kind == "torchrun":
         extra["requeue"] = True              # pre-empted training goes back to the queue and resumes
