@@ -97,6 +97,7 @@ def _dims(overrides):
     return tp, pp, 2 // (tp * pp), "parallel.distributed_optimizer=false" not in overrides
 
 
+@pytest.mark.distributed
 def test_static_memory_equals_megatron_allocation(tmp_path):
     data = make_dataset(tmp_path / "data" / "synthetic", n_docs=16, max_len=40)
     spec = {"config": str(TINY_CONFIG), "runs": [
