@@ -245,6 +245,9 @@ def plan(shape: Qwen2Shape, *, seq_length: int, nodes: int, gpus_per_node: int, 
             for cp in _powers_of_two(world // (tp * pp) if world >= tp * pp else 0):
                 if world % (tp * pp * cp):
                     continue
+                # CP pads documents to multiples of 2 x CP; SP splits each rank's share across TP
+                if (cp > 1 and seq_length % (2 * cp)) or (seq_length // cp) % tp:
+                    continue
                 dp = world // (tp * pp * cp)
                 if global_batch_size % dp:
                     continue

@@ -77,6 +77,10 @@ def test_plan_ranks_layouts_and_refuses_what_cannot_fit():
                    recompute=None, gpu_memory_gb=80, global_batch_size=32)
     with pytest.raises(ConfigError, match="max_position_embeddings"):
         plan(shape, seq_length=131072, nodes=8, gpus_per_node=8, gpu_memory_gb=80)
+    odd = plan(shape, seq_length=32760, nodes=4, gpus_per_node=8, gpu_memory_gb=80)["layouts"]
+    assert odd and all(32760 % (2 * l["cp"] if l["cp"] > 1 else 1) == 0 and (32760 // l["cp"]) % l["tp"] == 0
+                       for l in odd)
+    assert {l["cp"] for l in odd} == {1, 2, 4} and {l["tp"] for l in odd} == {1, 2, 4, 8}
 
 
 LAYOUTS = {  # name: (model, precision, overrides); 2 processes
