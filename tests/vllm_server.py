@@ -40,16 +40,16 @@ from pathlib import Path
 import httpx
 
 from srft_megatron.evaluate.serve import ipc_scratch_dir
+from srft_megatron import settings
 from srft_megatron.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-VLLM_VENV = Path(os.environ.get("SRFT_VLLM_VENV", ROOT / ".venv-vllm"))
 
 
 def vllm_python() -> Path:
-    """Python of the vLLM venv, built by `scripts/vllm_venv.sh` if missing (idempotent)."""
-    out = subprocess.run(["bash", str(ROOT / "scripts" / "vllm_venv.sh"), str(VLLM_VENV)],
-                         check=True, stdout=subprocess.PIPE, text=True)
+    """Python of the vLLM venv (`srft_megatron.settings.VLLM`), built by `scripts/vllm_venv.sh`
+    if missing (idempotent)."""
+    out = subprocess.run(settings.VLLM.build_command(), check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
 

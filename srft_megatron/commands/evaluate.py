@@ -20,9 +20,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from srft_megatron import settings
 from srft_megatron.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _default_vllm_python() -> str:
-    local = ROOT / ".venv-vllm" / "bin" / "python"
+    local = settings.VLLM.python
     return str(local) if local.exists() else "python"
 
 
@@ -88,9 +88,10 @@ def main(args: argparse.Namespace) -> int:
     if args.model and not Path(args.model, "config.json").is_file():
         raise ConfigError(f"{args.model} is not a Hugging Face checkpoint directory (no config.json)")
     served = args.served_name or Path(args.model).resolve().name
-    agent_python = ROOT / ".venv-agent" / "bin" / "python"
+    agent_python = settings.AGENT.python
     if not agent_python.exists():
-        raise ConfigError(f"{agent_python} missing: run `bash scripts/agent_venv.sh` first")
+        raise ConfigError(f"{agent_python} missing: run `bash scripts/agent_venv.sh` first "
+                          f"(or set {settings.AGENT.env_var} to a venv with mini-swe-agent and swebench)")
     output = Path(args.output)
     agent_config = args.agent_config  # a path is made absolute: the agent runs in the rollout dir
     if Path(agent_config).is_file():
