@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import shutil
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -158,7 +159,7 @@ def launch(rows: list[Row], *, dry_run: bool, executor: str | None) -> int:
             cmd.append("--dry-run")
         elif kind == "slurm":
             cmd.append("--detach")  # rows run in parallel; each row is its own afterok chain
-        print(f"[{row.name}] {' '.join(cmd)}", flush=True)
+        print(f"[{row.name}] {shlex.join(cmd)}", flush=True)
         if subprocess.run(cmd).returncode != 0:
             failed.append(row.name)
     if failed:
