@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 
 class RequestFailed(RuntimeError):
@@ -65,8 +65,8 @@ def split_credentials(url: str) -> tuple[str, httpx.BasicAuth | None]:
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     netloc = host + (f":{parts.port}" if parts.port else "")
-    return (urlunsplit(parts._replace(netloc=netloc)),
-            httpx.BasicAuth(parts.username or "", parts.password or ""))
+    return (urlunsplit(parts._replace(netloc=netloc)),  # userinfo is percent-encoded in a URL
+            httpx.BasicAuth(unquote(parts.username or ""), unquote(parts.password or "")))
 
 
 def redact_url(url: str) -> str:

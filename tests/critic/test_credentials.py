@@ -12,6 +12,9 @@ import os
 import subprocess
 import threading
 
+import httpx
+
+from srft_megatron.critic.client import redact_url, split_credentials
 from tests.critic.openai_stub import StubServer
 from tests.critic.test_client_stub import label_args, wait_for
 from tests.launch.conftest import ROOT
@@ -87,3 +90,13 @@ def test_key_file_and_refused_key_leave_no_file(trajectories, tiny_model, tmp_pa
         _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-3000:]
     assert out.exists() and not (tmp_path / "labels.jsonl.failures.jsonl").exists()
+
+
+def test_userinfo_is_split_off_decoded_and_redacted():
+    base, auth = split_credentials("http://critic:p%40ss%3Aword@[::1]:8000/v1")
+    assert base == "http://[::1]:8000/v1"
+    expected = "Basic " + base64.b64encode(b"critic:p@ss:word").decode()   # percent-decoded
+    assert auth.auth_flow(httpx.Request("GET", base)).__next__().headers["Authorization"] == expected
+    assert redact_url("http://critic:p%40ss@host:8000/v1") == "http://***@host:8000/v1"
+    assert redact_url("http://host:8000/v1") == "http://host:8000/v1"
+    assert split_credentials("http://host:8000/v1") == ("http://host:8000/v1", None)
