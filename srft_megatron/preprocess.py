@@ -66,6 +66,7 @@ class DocResult:
     resolved: bool | None
     token_ids: np.ndarray | None = None
     weights: np.ndarray | None = None
+    label_codes: np.ndarray | None = None  # the label channel (dataset.LABEL_CODES), one per token
     step_labels: list[str | None] = field(default_factory=list)
     step_weights: list[float] = field(default_factory=list)
     step_tokens: list[int] = field(default_factory=list)
@@ -192,6 +193,7 @@ def _process(item: tuple[dict, dict | None]) -> DocResult:
         result.rendered_tokens = len(rendered.input_ids)
         result.tools_sha256 = tools_sha256(renderer.tools_for(traj))
         token_weights = rendered.step_weights(weights)
+        token_labels = rendered.step_label_codes(result.step_labels)
         ids, spans = rendered.input_ids, rendered.steps
         if len(ids) > limit or result.steps_cut:  # a cut document ends with its last step's <|im_end|>
             fitting = [s for s in spans if s.end <= limit]
@@ -202,7 +204,7 @@ def _process(item: tuple[dict, dict | None]) -> DocResult:
             else:
                 cut = fitting[-1].end
                 result.steps_cut += len(spans) - len(fitting)
-                ids, token_weights, spans = ids[:cut], token_weights[:cut], fitting
+                ids, token_weights, token_labels, spans = ids[:cut], token_weights[:cut], token_labels[:cut], fitting
                 weights = weights[: len(fitting)]
                 result.step_labels = result.step_labels[: len(fitting)]
         if result.skip is None and not token_weights.any():
@@ -211,7 +213,7 @@ def _process(item: tuple[dict, dict | None]) -> DocResult:
         result.step_tokens = [s.end - s.start for s in spans]
         result.newline_steps = sum(k <= len(spans) for k in rendered.newline_steps)
         if result.skip is None:
-            result.token_ids, result.weights = ids, token_weights
+            result.token_ids, result.weights, result.label_codes = ids, token_weights, token_labels
     except InputError as err:
         result.error = err.located(traj_id=traj.id)
     finally:
@@ -318,7 +320,7 @@ def run_preprocess(job: PreprocessJob) -> dict[str, Any]:
     stats = _Stats()
     init_args = (job.tokenizer, job.render, job.policy, job.seq_length, job.overlong, tools)
     wall = time.perf_counter()
-    with DatasetWriter(job.output_prefix) as writer:
+    with DatasetWriter(job.output_prefix, with_labels=True) as writer:
         if job.workers > 1:
             pool = mp.get_context("spawn").Pool(job.workers, initializer=_init_worker, initargs=init_args)
             results = pool.imap(_process, _inputs(job, rejects, stats), chunksize=4)
@@ -333,7 +335,7 @@ def run_preprocess(job: PreprocessJob) -> dict[str, Any]:
                     continue
                 stats.add(res)
                 if res.token_ids is not None:
-                    writer.add(res.token_ids, res.weights)
+                    writer.add(res.token_ids, res.weights, res.label_codes)
         finally:
             if pool is not None:
                 pool.terminate()

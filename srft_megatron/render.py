@@ -79,6 +79,21 @@ class RenderedTrajectory:
             out[span.start:span.end] = w
         return out
 
+    def step_label_codes(self, labels: list[str | None]) -> np.ndarray:
+        """Per-token label codes (the dataset's label channel, `dataset.LABEL_CODES`): the code of
+        `labels[k]` (None: `unlabelled`) on the tokens of step k+1, `context` everywhere else.
+        Painted on the same spans as `step_weights`, so the two channels cannot disagree."""
+        from srft_megatron.dataset import LABEL_CODES, LABEL_DTYPE
+
+        if len(labels) != len(self.steps):
+            raise InputError(f"{len(labels)} labels for {len(self.steps)} steps", traj_id=self.id)
+        out = np.full(len(self.input_ids), LABEL_CODES["context"], dtype=LABEL_DTYPE)
+        for span, label in zip(self.steps, labels):
+            if (label or "unlabelled") not in LABEL_CODES:
+                raise InputError(f"unknown label {label!r}", traj_id=self.id, step=span.step)
+            out[span.start:span.end] = LABEL_CODES[label or "unlabelled"]
+        return out
+
 
 def _tool_arguments(raw: str, traj_id: str, step: int) -> Any:
     try:
