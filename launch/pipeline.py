@@ -24,24 +24,12 @@ if str(REPO) not in sys.path:
 
 from srft_megatron.errors import ConfigError  # noqa: E402
 from srft_megatron.launch.jobs import format_report  # noqa: E402
-from srft_megatron.launch.pipeline import STAGE_ORDER, load_pipeline  # noqa: E402
+from srft_megatron.launch.pipeline import add_arguments, load_pipeline, resolve_pipeline  # noqa: E402
 from srft_megatron.launch.rundir import RunDir  # noqa: E402
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pipeline", help="pipeline spec YAML (see launch/pipelines/)")
-    parser.add_argument("--run-dir", required=True, help="run directory (created; layout in README)")
-    parser.add_argument("--stages", default=None,
-                        help=f"comma-separated subset of the spec's stages (order: {','.join(STAGE_ORDER)})")
-    parser.add_argument("--executor", choices=["slurm", "local"], default=None,
-                        help="override the spec's executor.kind")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the sbatch command and script of every stage; submit nothing")
-    parser.add_argument("--detach", action="store_true",
-                        help="submit and return (SLURM only) instead of waiting for the pipeline")
-
-
 def main(args: argparse.Namespace) -> int:
+    args.pipeline = str(resolve_pipeline(args.pipeline, REPO))
     run_dir = RunDir.at(args.run_dir).create()
     only = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     spec = load_pipeline(args.pipeline, run_dir, REPO, only=only, executor_kind=args.executor)

@@ -3,6 +3,7 @@
     srft launch launch/pipelines/qwen2.5-32b.yaml --run-dir runs/qwen32b
     srft launch launch/pipelines/tiny-cpu.yaml --run-dir runs/tiny --stages preprocess,train,convert
     srft launch launch/pipelines/tiny-cpu.yaml --run-dir runs/tiny --dry-run   # print the sbatch scripts
+    srft launch tiny-cpu --run-dir runs/tiny --executor local                   # a shipped spec, by name
 
 nemo-run lives in its own venv (.venv-launch, made by scripts/nemorun_venv.sh on first use), so
 this command runs `launch/pipeline.py` there. To submit one stage by hand instead, use the sbatch
@@ -12,36 +13,33 @@ scripts in slurm/ (README: "Running on a SLURM cluster").
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-LAUNCH_VENV = Path(os.environ.get("SRFT_LAUNCH_VENV", REPO / ".venv-launch"))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # the options are launch/pipeline.py's own, so both entry points always agree
-    spec = importlib.util.spec_from_file_location("srft_launch_pipeline", REPO / "launch" / "pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.add_arguments(parser)
+from srft_megatron import settings
+from srft_megatron.errors import ConfigError
+from srft_megatron.launch.pipeline import add_arguments  # noqa: F401  (the driver's own options)
 
 
-def ensure_launch_venv() -> Path:
-    """Create .venv-launch if missing (idempotent, fast when present); return its python."""
-    subprocess.run(["bash", str(REPO / "scripts" / "nemorun_venv.sh"), str(LAUNCH_VENV)], check=True)
-    return LAUNCH_VENV / "bin" / "python"
+def ensure_launch_venv() -> str:
+    """Create the nemo-run venv if missing (idempotent, fast when present); return its python."""
+    subprocess.run(settings.LAUNCH.build_command(), check=True)
+    return str(settings.LAUNCH.python)
 
 
 def main(args: argparse.Namespace) -> int:
+    # Jobs run the checkout on the shared filesystem (its .venv, slurm/ scripts), so the driver
+    # and the specs are the checkout's: an installed package alone cannot launch.
+    repo = settings.checkout_root()
+    if repo is None:
+        raise ConfigError("srft launch runs from a source checkout on the shared filesystem "
+                          "(the jobs run its .venv and slurm/ scripts); run it there")
     python = ensure_launch_venv()
-    argv = [str(python), str(REPO / "launch" / "pipeline.py"), args.pipeline, "--run-dir", args.run_dir]
+    argv = [python, str(repo / "launch" / "pipeline.py"), args.pipeline, "--run-dir", args.run_dir]
     if args.stages:
         argv += ["--stages", args.stages]
     if args.executor:
         argv += ["--executor", args.executor]
     argv += [flag for flag, on in (("--dry-run", args.dry_run), ("--detach", args.detach)) if on]
-    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS=os.environ.get("COLUMNS", "160"))
+    env = dict(os.environ, PYTHONPATH=str(repo), COLUMNS=os.environ.get("COLUMNS", "160"))
     return subprocess.run(argv, env=env).returncode

@@ -20,6 +20,7 @@ Stages always run in pipeline order (`STAGE_ORDER`); each waits for the previous
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,3 +181,30 @@ def load_pipeline(path: str | Path, run: RunDir, repo: Path, **kwargs) -> Pipeli
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return build_pipeline(raw, run, repo, source=str(path), **kwargs)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `srft launch` and of the nemo-run driver (launch/pipeline.py): one list."""
+    parser.add_argument("pipeline", help="pipeline spec: a YAML file, or the name of one in launch/pipelines/ "
+                                         "(e.g. tiny-cpu, qwen2.5-32b)")
+    parser.add_argument("--run-dir", required=True, help="run directory (created; layout in README)")
+    parser.add_argument("--stages", default=None,
+                        help=f"comma-separated subset of the spec's stages (order: {','.join(STAGE_ORDER)})")
+    parser.add_argument("--executor", choices=["slurm", "local"], default=None,
+                        help="override the spec's executor.kind")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the sbatch command and script of every stage; submit nothing")
+    parser.add_argument("--detach", action="store_true",
+                        help="submit and return (SLURM only) instead of waiting for the pipeline")
+
+
+def resolve_pipeline(name_or_path: str, repo: Path) -> Path:
+    """A spec file as given, else `REPO/launch/pipelines/NAME.yaml` (the shipped specs)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = repo / "launch" / "pipelines" / f"{name_or_path}.yaml"
+    if path.suffix not in (".yaml", ".yml") and shipped.is_file():
+        return shipped
+    known = sorted(p.stem for p in (repo / "launch" / "pipelines").glob("*.yaml"))
+    raise ConfigError(f"pipeline {name_or_path!r} is neither a file nor a shipped spec (known: {', '.join(known)})")

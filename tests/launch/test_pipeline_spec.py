@@ -123,3 +123,14 @@ def test_report_names_the_failed_stage_and_why(tmp_path):
     detached = format_report([StageResult("train", "12", "SUBMITTED")])
     assert "pipeline submitted (detached)" in detached and "FAILED" not in detached
     assert "pipeline: all stages succeeded" in format_report(results[:1])
+
+
+def test_a_shipped_spec_is_named_by_its_name(tmp_path):
+    from srft_megatron.launch.pipeline import resolve_pipeline
+
+    assert resolve_pipeline("tiny-cpu", ROOT) == ROOT / "launch" / "pipelines" / "tiny-cpu.yaml"
+    own = tmp_path / "tiny-cpu"                      # a file of that name wins over the shipped spec
+    own.write_text("stages: {}\n")
+    assert resolve_pipeline(str(own), ROOT) == own
+    with pytest.raises(ConfigError, match=r"neither a file nor a shipped spec \(known: .*tiny-cpu"):
+        resolve_pipeline("no-such-pipeline", ROOT)
