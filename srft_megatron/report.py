@@ -3,6 +3,10 @@
 Steps by label and by resolved status, kept vs rejected steps, the weighted-token fraction and
 the document length distribution. Label counts come from the metadata written by preprocess;
 lengths are read from the token dataset's index itself, so the report also shows what is on disk.
+
+With `--seq-length N` it also shows the packing training would get at N (`packing: {seq_length,
+utilisation, samples}` per epoch), computed by `training.packing` — the function that packs, not
+an estimate — and refuses, naming the trajectory, a dataset with a document that cannot fit whole.
 """
 
 from __future__ import annotations
@@ -16,14 +20,15 @@ from srft_megatron.trajectory import LABELS
 STATUSES = ("resolved", "unresolved", "unknown")
 
 
-def dataset_summary(prefix: str) -> dict[str, Any]:
+def dataset_summary(prefix: str, seq_length: int | None = None, seed: int = 1234) -> dict[str, Any]:
+    """The report's numbers; with `seq_length`, also `packing` at that length (see module doc)."""
     from srft_megatron.dataset import open_dataset
 
     ds = open_dataset(prefix)
     lengths = np.asarray(ds.tokens.sequence_lengths, dtype=np.int64)
     meta, counts = ds.meta, ds.meta["counts"]
     pct = {f"p{q}": int(np.percentile(lengths, q)) for q in (10, 50, 90, 99)} if lengths.size else {}
-    return {
+    summary = {
         "prefix": prefix,
         "policy": meta["policy"]["name"],
         "tokenizer": meta["tokenizer"]["name"],
@@ -43,6 +48,25 @@ def dataset_summary(prefix: str) -> dict[str, Any]:
                     "mean": float(lengths.mean()) if lengths.size else 0.0,
                     "max": int(lengths.max()) if lengths.size else 0, **pct},
     }
+    if seq_length is not None:
+        summary["packing"] = _packing(prefix, meta, lengths, seq_length, seed)
+    return summary
+
+
+def _packing(prefix: str, meta: dict[str, Any], lengths: np.ndarray, seq_length: int, seed: int) -> dict[str, Any]:
+    from srft_megatron.errors import InputError
+    from srft_megatron.training.packing import packing_summary, too_long_documents
+
+    if seq_length < 1:
+        raise InputError(f"--seq-length must be positive, got {seq_length}")
+    too_long = too_long_documents(lengths, seq_length)
+    if too_long.size:
+        doc = int(too_long[0])
+        traj_id = meta["documents"][doc]["id"] if doc < len(meta.get("documents", [])) else None
+        raise InputError(f"document {doc} has {int(lengths[doc])} tokens, more than --seq-length + 1 = "
+                         f"{seq_length + 1} ({too_long.size} such; documents are never split: preprocess "
+                         "at this --seq-length)", file=prefix, traj_id=traj_id)
+    return packing_summary(lengths, seq_length, seed)
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -82,3 +106,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     for reason, n in {**summary["skipped"], **summary["rejected"]}.items():
         tok.add_row(f"skipped: {reason}", str(n))
     console.print(tok)
+    if "packing" in summary:
+        packing = summary["packing"]
+        console.print(f"packing at seq_length {packing['seq_length']}: utilisation {packing['utilisation']:.2%}, "
+                      f"{packing['samples']} samples per epoch (best-fit-decreasing, training/packing.py)")

@@ -62,6 +62,11 @@ class EpochPacking:
         return self.order[self.bounds[sample]:self.bounds[sample + 1]]
 
 
+def too_long_documents(lengths: np.ndarray, seq_length: int) -> np.ndarray:
+    """Indices of documents that cannot fit whole in one sample of `seq_length` positions."""
+    return np.flatnonzero(np.asarray(lengths, dtype=np.int64) > seq_length + 1)
+
+
 def input_positions(lengths: np.ndarray, seq_length: int) -> np.ndarray:
     """Positions each document takes in a sample (tokens - 1); refuses one that cannot fit whole."""
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -69,7 +74,7 @@ def input_positions(lengths: np.ndarray, seq_length: int) -> np.ndarray:
         raise ValueError("packing needs at least one document")
     if seq_length < 1:
         raise ValueError(f"seq_length must be positive, got {seq_length}")
-    too_long = np.flatnonzero(lengths > seq_length + 1)
+    too_long = too_long_documents(lengths, seq_length)
     if too_long.size:
         doc = int(too_long[0])
         raise ValueError(f"document {doc} has {int(lengths[doc])} tokens, more than seq_length + 1 = "
