@@ -196,10 +196,26 @@ def open_dataset(prefix: str | os.PathLike) -> WeightedDocuments:
     return WeightedDocuments(str(prefix), tokens, weights, meta)
 
 
-def open_labels(prefix: str | os.PathLike) -> Any:
-    """The label channel of a dataset (megatron-core `IndexedDataset` of uint8 codes, see
-    `LABEL_CODES` and the metadata's `label_codes`), checked to share the document index of the
-    tokens: `open_labels(p)[i]` labels `open_dataset(p).tokens[i]` token for token."""
+@dataclass
+class LabelChannel:
+    """The label channel, read with megatron-core's `IndexedDataset`. Indexing returns a copy:
+    unlike the mmap views of `WeightedDocuments`, `open_labels(p)[i]` is safe on its own."""
+
+    prefix: str
+    labels: Any
+    codes: dict[str, int]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return np.array(self.labels[index])
+
+
+def open_labels(prefix: str | os.PathLike) -> LabelChannel:
+    """The label channel of a dataset (uint8 codes, see `LABEL_CODES` and the metadata's
+    `label_codes`), checked to share the document index of the tokens: `open_labels(p)[i]`
+    labels `open_dataset(p).tokens[i]` token for token."""
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     meta = read_meta(prefix)
@@ -213,7 +229,7 @@ def open_labels(prefix: str | os.PathLike) -> Any:
     if not np.array_equal(tokens.sequence_lengths, labels.sequence_lengths) or not np.array_equal(
             tokens.document_indices, labels.document_indices):
         raise ValueError(f"dataset {prefix}: tokens and labels differ in sequence lengths or documents")
-    return labels
+    return LabelChannel(str(prefix), labels, dict(meta["label_codes"]))
 
 
 def shifted_example(tokens: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:

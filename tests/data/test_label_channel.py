@@ -85,10 +85,16 @@ def test_unlabelled_steps_and_cut_documents_keep_the_channel_aligned(examples):
 
 def test_a_dataset_without_the_channel_stays_readable_and_open_labels_says_why(tmp_path):
     prefix = tmp_path / "old"
-    with DatasetWriter(prefix) as writer:
+    with DatasetWriter(prefix, with_labels=True) as writer:
+        writer.add(np.array([1, 2, 3], dtype=np.int32), np.array([0, 1, 1], dtype=np.float32),
+                   np.array([0, 1, 1], dtype=np.uint8))
+        labelled = writer.commit({})
+    assert labelled["counts"]["label_tokens"]["good"] == 2 and np.array(open_labels(prefix)[0]).tolist() == [0, 1, 1]
+    with DatasetWriter(prefix) as writer:  # rewritten without labels from the old metadata (test_overfit does)
         writer.add(np.array([1, 2, 3], dtype=np.int32), np.array([0, 1, 1], dtype=np.float32))
-        writer.commit({})
+        writer.commit(labelled)
     assert len(open_dataset(prefix)) == 1 and "label_codes" not in read_meta(prefix)
+    assert not (tmp_path / "old_labels.bin").exists()  # no stale channel beside the new dataset
     with pytest.raises(ValueError, match="no label channel"):
         open_labels(prefix)
     with DatasetWriter(tmp_path / "bad", with_labels=True) as writer, pytest.raises(ValueError, match="label codes"):
