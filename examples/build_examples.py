@@ -6,7 +6,8 @@ written by hand: the issue, and for every step the agent's thought, its one tool
 expert's label with the reason. Hand-writing the *observations* too would make them drift from
 the code (line numbers, tracebacks, pytest summaries), so this script replays every tool call in
 a scratch copy of the tiny repository `datekit/`: bash commands really run, and SWE-agent's
-`str_replace_editor` (view / create / str_replace / insert / undo_edit, see `swe_agent_editor.py`) acts on
+`str_replace_editor` (view / create / str_replace / insert / undo_edit, `srft_megatron/evaluate/editor.py`, run by
+`srft_megatron/evaluate/local_env.py` as `srft check-scaffold` runs it) acts on
 the real files. `resolved` is decided the way SWE-bench decides it: the submitted patch is
 applied to a clean copy and the hidden tests of the issue (`hidden_tests/`) must pass.
 
@@ -33,15 +34,11 @@ from pathlib import Path
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from swe_agent_editor import Editor, editor_action  # noqa: E402
+from srft_megatron.evaluate.local_env import WORKDIR, LocalEnvironment, action_text, shell_env
+from srft_megatron.evaluate.local_env import init_repo as _init_repo
 
-WORKDIR = "/testbed"  # where the agent believes the repository is (as in SWE-bench images)
+HERE = Path(__file__).resolve().parent
 LABELS = ("good", "unnecessary", "harmful", "recover")
-# SWE-agent refuses interactive programs; the message is its blocklist_error_template.
-BLOCKED_PROGRAMS = ("vim", "vi", "nano", "emacs", "less")
-BLOCKED_STANDALONE = ("python", "python3", "ipython", "bash", "sh")
 NO_OUTPUT = "Your command ran successfully and did not produce any output."
 
 
@@ -51,39 +48,7 @@ def load_issues() -> dict:
 
 def init_repo(dest: Path) -> Path:
     """A git repository holding the base commit of datekit (the agent's /testbed)."""
-    repo = dest / "testbed"
-    shutil.copytree(HERE / "datekit", repo, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.name=datekit", "-c", "user.email=datekit@example.com", "commit", "-qm", "datekit 0.3.1")
-    return repo
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
-
-
-def shell_env(repo: Path) -> dict:
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": str(repo.parent),
-           "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "TERM": "dumb", "COLUMNS": "100"}
-    return env
-
-
-def run_bash(repo: Path, command: str) -> str:
-    first = command.strip().split()[0] if command.strip() else ""
-    if first in BLOCKED_PROGRAMS or command.strip() in BLOCKED_STANDALONE:
-        return f"Operation '{command.strip()}' is not supported by this environment."
-    real = command.replace(WORKDIR, str(repo))
-    proc = subprocess.run(["bash", "-c", real], cwd=repo, env=shell_env(repo), capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
-    out = (proc.stdout + proc.stderr).replace(str(repo), WORKDIR)
-    return out.rstrip("\n")
-
-
-def submission(repo: Path) -> str:
-    """What SWE-agent's submit tool returns: the diff of everything the agent changed."""
-    git(repo, "add", "-A")
-    return git(repo, "diff", "--cached")
+    return _init_repo(HERE / "datekit", dest)
 
 
 def hidden_tests_pass(patch: str, instance: str) -> bool:
@@ -126,21 +91,15 @@ def build(scenario_path: Path, issues: dict) -> tuple[dict, dict, dict]:
     trajectory, labels = [], []
     patch = ""
     with tempfile.TemporaryDirectory() as tmp:
-        repo = init_repo(Path(tmp))
-        editor = Editor(repo, WORKDIR)
+        env = LocalEnvironment(init_repo(Path(tmp)), WORKDIR)
         for k, step in enumerate(scen["steps"], start=1):
             name, arguments = tool_call(step)
             thought = step["thought"].strip()
-            action = {"bash": lambda a: a["command"], "submit": lambda a: "submit",
-                      "str_replace_editor": editor_action}[name](arguments)
+            action = action_text(name, arguments)
             started = time.monotonic()
-            if name == "bash":
-                out = run_bash(repo, arguments["command"])
-            elif name == "str_replace_editor":
-                out = editor.run(**arguments)
-            else:
-                patch = submission(repo)
-                out = patch.rstrip("\n")
+            out = env.execute(name, arguments)
+            if name == "submit":
+                patch = env.submission
             elapsed = round(time.monotonic() - started, 3)
             observation = f"OBSERVATION:\n{out}" if out.strip() else NO_OUTPUT
             cid = call_id(traj_id, k)
@@ -159,7 +118,7 @@ def build(scenario_path: Path, issues: dict) -> tuple[dict, dict, dict]:
             labels.append({"step": k, "label": label, "confidence": float(step.get("confidence", 1.0)),
                            "reason": " ".join(step["why"].split())})
             if last:  # the run stopped without a submit call: SWE-agent autosubmits the diff
-                patch = submission(repo)
+                patch = env.diff()
     resolved = hidden_tests_pass(patch, instance)
     if "expect_resolved" in scen and scen["expect_resolved"] != resolved:
         raise SystemExit(f"{traj_id}: hidden tests say resolved={resolved}, the scenario expects {scen['expect_resolved']}")

@@ -1,9 +1,11 @@
-"""SWE-agent's `str_replace_editor` tool (its edit_anthropic bundle), re-enacted for the examples.
+"""SWE-agent's `str_replace_editor` tool (its edit_anthropic bundle), re-enacted in Python.
 
-Why: the example trajectories call the same editor tool as SWE-agent 1.x / SWE-smith agents, and
-their observations must read like that tool's output (`cat -n` views, edit snippets, the
-"No replacement was performed" refusals). This is not a product component: it only replays
-the hand-written scenarios in `build_examples.py` against a scratch copy of `datekit/`.
+Why: models trained on SWE-agent / SWE-smith trajectories call this editor, and what they were
+trained on is its output format (`cat -n` views, edit snippets, the "No replacement was
+performed" refusals). The evaluation agent (`srft evaluate --profile swe-agent`, `srft
+check-scaffold`) must give the same observations, and the bundled examples
+(`examples/build_examples.py`) were built with it. Paths are the agent's (`/testbed/...`,
+SWE-bench's working directory) and map onto a real directory `repo`.
 """
 
 from __future__ import annotations
