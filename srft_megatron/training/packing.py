@@ -158,6 +158,24 @@ class PackedEpochs:
         return e, self._epochs[e].documents(k - self._starts[e])
 
 
+def packed_order(lengths: np.ndarray, seq_length: int, num_samples: int | None, seed: int,
+                 window: int = DEFAULT_WINDOW) -> tuple[np.ndarray, np.ndarray]:
+    """`(order, bounds)`: sample i holds documents `order[bounds[i]:bounds[i + 1]]`, whole epochs
+    until at least `num_samples` samples (one epoch when None); epochs never share a sample.
+
+    The shape `training/data.py`'s `pack_documents` returns, so the trainer can switch to this
+    packing in one place; sample k is `PackedEpochs(...).sample(k)`."""
+    epochs = PackedEpochs(np.asarray(lengths), seq_length, seed, window)
+    orders, bounds = [], [np.zeros(1, dtype=np.int64)]
+    samples = placed = 0
+    while not orders or (num_samples is not None and samples < num_samples):
+        packed = epochs.epoch(len(orders))
+        bounds.append(packed.bounds[1:] + placed)
+        orders.append(packed.order)
+        samples, placed = samples + packed.num_samples, placed + len(packed.order)
+    return np.concatenate(orders), np.concatenate(bounds)
+
+
 def packing_summary(lengths: np.ndarray, seq_length: int, seed: int = 0,
                     window: int = DEFAULT_WINDOW) -> dict[str, float | int]:
     """What training gets at `seq_length`: `{seq_length, utilisation, samples}` of epoch 0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from srft_megatron.training.packing import (PackedEpochs, best_fit_decreasing, input_positions, pack_epoch,
-                                            packing_summary)
+                                            packed_order, packing_summary)
 
 SEQ = 32768
 
@@ -79,7 +79,21 @@ def test_best_fit_decreasing_places_into_the_tightest_bin():
         bins = best_fit_decreasing(sizes, 10)
         assert sorted(i for b in bins for i in b) == list(range(40))
         assert all(sizes[b].sum() <= 10 for b in map(np.array, bins))
-        assert len(bins) <= int(np.ceil(sizes.sum() / 10 * 11 / 9)) + 1  # near the lower bound sum/capacity (BFD: <= 11/9 OPT + 6/9)
+        # near the lower bound sum / capacity (BFD: <= 11/9 OPT + 6/9)
+        assert len(bins) <= int(np.ceil(sizes.sum() / 10 * 11 / 9)) + 1
+
+
+def test_packed_order_has_the_trainer_contract():
+    """`packed_order` is what the trainer's `pack_documents` returns: documents in order and sample
+    bounds, whole epochs until `num_samples`; sample k equals `PackedEpochs.sample(k)`."""
+    lengths = swe_lengths(120, 6)
+    order, bounds = packed_order(lengths, SEQ, num_samples=150, seed=3, window=40)
+    epochs = PackedEpochs(lengths, SEQ, seed=3, window=40)
+    assert len(bounds) - 1 >= 150 and len(order) % len(lengths) == 0 and bounds[-1] == len(order)
+    for k in range(len(bounds) - 1):
+        np.testing.assert_array_equal(order[bounds[k]:bounds[k + 1]], epochs.sample(k)[1])
+    one_epoch, one_bounds = packed_order(lengths, SEQ, num_samples=None, seed=3, window=40)
+    assert len(one_epoch) == len(lengths) and len(one_bounds) - 1 == epochs.epoch(0).num_samples
 
 
 def test_documents_are_never_split_and_too_long_ones_are_refused():
