@@ -16,6 +16,7 @@ import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -190,13 +191,27 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped with the package (`srft_megatron/configs/NAME.yaml`)."""
+    return sorted(p.name[:-len(".yaml")] for p in resources.files("srft_megatron.configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def resolve_config(path: str | os.PathLike) -> Path:
+    """A config file as given, else a shipped config by name (`--config tiny`)."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    if given.suffix == "" and given.name == str(path) and given.name in shipped_configs():
+        return Path(str(resources.files("srft_megatron.configs").joinpath(f"{given.name}.yaml")))
+    raise ConfigError(f"config file {path} not found (shipped configs, by name: {', '.join(shipped_configs())})")
+
+
 def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> SrftTrainConfig:
     """Read the YAML file, apply `section.key=value` overrides, build and type-check."""
     tree: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found")
+        path = resolve_config(path)
         try:
             tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
