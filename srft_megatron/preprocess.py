@@ -5,7 +5,8 @@
 
 Per trajectory (in a worker process): the policy gives one weight per step, the renderer gives
 the token ids and each step's span, and the step weights are painted onto the spans (every
-other token weighs 0). A trajectory longer than `seq_length + 1` tokens (one training sample
+other token weighs 0); the step labels are painted onto the same spans as the label channel
+(`PREFIX_labels`, `dataset.LABEL_CODES`: context, good, ..., unlabelled), whatever the policy. A trajectory longer than `seq_length + 1` tokens (one training sample
 holds seq_length + 1 tokens: inputs and shifted labels) is cut after the last step that fits,
 or dropped, as chosen. Trajectories whose weights are all zero (e.g. unresolved ones under
 `rft`) are skipped and counted. Every skip and reject is counted by reason in the metadata.
