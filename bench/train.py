@@ -75,6 +75,9 @@ def run_one(model: str, precision: str, args, data: Path, run_dir: Path) -> dict
 
 
 def main() -> int:
+    from srft_megatron.parallel.cpu_compat import enable_cpu_compat
+
+    enable_cpu_compat()  # `--models tiny` on a CPU machine (no-op with CUDA)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="qwen2.5-0.5b,qwen2.5-1.5b", help="comma-separated shape names")
     p.add_argument("--precisions", default="bf16,fp8", help="comma-separated: bf16, fp8, fp32")

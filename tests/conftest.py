@@ -34,6 +34,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="module")
+def cpu_shim():
+    """megatron-core in the test process: the CPU shim (srft_megatron.parallel.cpu_compat) for this
+    module only, switched off after it, so the suite passes in any order. Subprocess workers
+    enable it themselves, as `srft train` does."""
+    from srft_megatron.parallel.cpu_compat import cpu_compat_active, disable_cpu_compat, enable_cpu_compat
+
+    was_active = cpu_compat_active()
+    enable_cpu_compat()
+    yield
+    if not was_active:
+        disable_cpu_compat()
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():

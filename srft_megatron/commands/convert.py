@@ -84,6 +84,10 @@ def _tokens(args, vocab_rows: int) -> list[int]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.action in ("from-hf", "verify"):  # these build megatron models in this process
+        from srft_megatron.parallel.cpu_compat import enable_cpu_compat
+
+        enable_cpu_compat()  # on the CPU where there is no GPU (no-op with CUDA)
     if args.action == "from-hf":
         from srft_megatron.convert.from_hf import convert_hf_to_megatron
 

@@ -37,8 +37,11 @@ def main(args: argparse.Namespace) -> int:
         print("[srft train] config:\n" + cfg.to_yaml(), flush=True)
     if args.check:
         return 0
+    from srft_megatron.parallel.cpu_compat import enable_cpu_compat
     from srft_megatron.parallel.dims import destroy
     from srft_megatron.training.trainer import Trainer
+
+    enable_cpu_compat()  # this process runs megatron-core: on the CPU where it has no GPU (no-op with CUDA)
 
     try:
         return Trainer(cfg, args.run_dir).train()

@@ -144,6 +144,9 @@ def _spawned(local_rank: int, world: int, port: int, args: tuple) -> None:
     # processes need not match the number of GPUs of this machine.
     os.environ.update(CUDA_VISIBLE_DEVICES="", RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from srft_megatron.parallel.cpu_compat import enable_cpu_compat
+
+    enable_cpu_compat()  # these processes see no GPU: megatron-core on the CPU
     _rank_main(*args)
 
 

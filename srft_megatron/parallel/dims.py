@@ -100,12 +100,17 @@ def init_process_group(timeout_minutes: int = 30) -> None:
 def initialize(dims: ParallelDims, seed: int = 1234) -> None:
     """Create megatron-core's TP/PP/DP groups for `dims` and seed its RNG streams.
 
-    On a machine without CUDA the CPU compatibility shim is enabled first."""
+    megatron-core needs CUDA. A process without it (tests, CI, the CPU demo, local conversion)
+    asks for the CPU shim itself, once, before this: `cpu_compat.enable_cpu_compat()` — as
+    `srft train`, `srft convert` and the test workers do. It is never switched on here."""
     from megatron.core import parallel_state, tensor_parallel
 
-    from srft_megatron.parallel.cpu_compat import enable_cpu_compat
+    from srft_megatron.parallel.cpu_compat import cpu_compat_active
 
-    enable_cpu_compat()
+    if not torch.cuda.is_available() and not cpu_compat_active():
+        raise ConfigError("no CUDA device in this process: megatron-core needs one; on a CPU machine call "
+                          "srft_megatron.parallel.cpu_compat.enable_cpu_compat() first (srft train and "
+                          "srft convert do)")
     init_process_group()
     world = dist.get_world_size()
     if dims.world_size != world:

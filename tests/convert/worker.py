@@ -22,8 +22,10 @@ def main(jobs: list[str]) -> None:
 
     from srft_megatron.convert.from_hf import _rank_main
     from srft_megatron.convert.verify import verify
+    from srft_megatron.parallel.cpu_compat import enable_cpu_compat
     from srft_megatron.parallel.dims import destroy
 
+    enable_cpu_compat()  # this worker runs megatron-core; on the CPU here (no-op with CUDA)
     for job in jobs:
         kind, *fields = job.split(":")
         if kind == "from-hf":

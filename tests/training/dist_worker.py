@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import sys
 
+from srft_megatron.parallel.cpu_compat import enable_cpu_compat
 from srft_megatron.parallel.dims import destroy
 from srft_megatron.training.config import load_config
 from srft_megatron.training.trainer import Trainer
 
 
 def main(spec_path: str) -> int:
+    enable_cpu_compat()  # this worker runs megatron-core; on the CPU here (no-op with CUDA)
     spec = json.loads(open(spec_path).read())
     for run in spec["runs"]:
         cfg = load_config(spec["config"], run["overrides"])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from srft_megatron.parallel.cpu_compat import enable_cpu_compat
 from srft_megatron.parallel.dims import destroy
 from srft_megatron.training.checkpoint import _init_optimizer_state
 from srft_megatron.training.config import load_config
@@ -52,6 +53,7 @@ def measure(trainer: Trainer) -> dict:
 
 
 def main(spec_path: str, out_dir: str) -> int:
+    enable_cpu_compat()  # this worker runs megatron-core; on the CPU here (no-op with CUDA)
     spec = json.loads(Path(spec_path).read_text())
     out = Path(out_dir)
     for run in spec["runs"]:

@@ -15,7 +15,7 @@ import torch
 from .helpers import (CONTEXT_INIT_STD, TINY_CONFIG, assert_nll_close, context_docs, make_dataset,
                       packed_and_alone_nll, read_metrics)
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("cpu_shim")]  # cpu_shim: no-op with CUDA
 
 # bf16 kernels differ by layout (CPU bf16 measured 0.028 nats max); a leaky layout moves 3.3 nats.
 BF16_NLL_ATOL = 0.1

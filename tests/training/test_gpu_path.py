@@ -29,7 +29,7 @@ from srft_megatron.training.metrics import step_flops
 from .helpers import (CONTEXT_INIT_STD, TINY_CONFIG, assert_nll_close, context_docs,
                       packed_and_alone_nll)
 
-pytestmark = pytest.mark.gpu_path
+pytestmark = [pytest.mark.gpu_path, pytest.mark.usefixtures("cpu_shim")]
 
 SHAPE = get_shape("tiny")
 

@@ -12,6 +12,8 @@ from srft_megatron.parallel.dims import ParallelDims, destroy, initialize
 from srft_megatron.training.data import assemble_sample, block_causal_mask, collate
 from srft_megatron.training.loss import global_weight_sum, reference_weighted_nll, weighted_nll
 
+pytestmark = pytest.mark.usefixtures("cpu_shim")  # megatron-core in this process (conftest)
+
 SHAPE = get_shape("tiny")
 
 

@@ -22,6 +22,8 @@ from srft_megatron.training.trainer import Trainer
 
 from .helpers import ROOT, TINY_CONFIG, read_metrics
 
+pytestmark = pytest.mark.usefixtures("cpu_shim")  # megatron-core in this process (conftest)
+
 SEQ = 2048
 
 

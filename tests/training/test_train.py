@@ -20,6 +20,8 @@ from srft_megatron.training.trainer import Trainer
 
 from .helpers import ROOT, TINY_CONFIG, make_dataset, read_metrics
 
+pytestmark = pytest.mark.usefixtures("cpu_shim")  # megatron-core in this process (conftest)
+
 STEPS = 3
 COMMON = ["train.global_batch_size=8", "train.micro_batch_size=2", "model.seq_length=64",
           "logging.tensorboard=false", "checkpoint.save_on_exit=false"]

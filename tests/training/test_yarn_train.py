@@ -7,6 +7,8 @@ import pytest
 
 from .helpers import TINY_CONFIG, make_dataset, read_metrics
 
+pytestmark = pytest.mark.usefixtures("cpu_shim")  # megatron-core in this process (conftest)
+
 
 def _train_yarn(tmp_path, extra):
     from megatron.core.models.common.embeddings.yarn_rotary_pos_embedding import YarnRotaryEmbedding
