@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("srft_megatron.commands.train", "train Qwen2.5 on megatron-core with the step-weighted loss"),
     "convert": ("srft_megatron.commands.convert", "convert checkpoints Megatron <-> Hugging Face and verify them"),
     "evaluate": ("srft_megatron.commands.evaluate", "serve a model with vLLM and evaluate it on SWE-bench with repeated rollouts"),
+    "check-scaffold": ("srft_megatron.commands.check_scaffold", "replay a trajectory through the evaluation agent; prove its prompts equal the training render"),
     "report-eval": ("srft_megatron.commands.report_eval", "resolved rates, pass@k and bootstrap CIs from harness reports"),
     "view": ("srft_megatron.commands.view", "render labelled trajectories as a static HTML page"),
     "plan": ("srft_megatron.commands.plan", "parameters, per-GPU memory and tokens/s of every parallel layout"),

@@ -1,0 +1,1 @@
+"""Agent profiles shipped as package data (see srft_megatron/agent_profiles.py)."""
