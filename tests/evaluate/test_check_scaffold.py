@@ -1,0 +1,135 @@
+"""`srft check-scaffold` and agent profiles: the evaluation agent of the `swe-agent` profile sends,
+before every step of every bundled example, exactly the tokens training rendered; a profile whose
+template or history processing differs is caught at the step where it first shows; a SWE-agent
+run config (SWE-smith's inference YAML) converts into the shipped `swe-smith` profile."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from srft_megatron.agent_profile import (AgentProfile, last_n_observations, load_agent_profile,
+                                         profile_from_swe_agent_config)
+from srft_megatron.errors import InputError
+from srft_megatron.evaluate.scaffold_check import check_scaffold, read_recorded
+from srft_megatron.ingest import read_swe_agent_traj
+from srft_megatron.tools import XML_DOCS_MARKER
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples" / "trajectories").glob("*.traj"))
+PROFILE_YAML = ROOT / "srft_megatron" / "agent_profiles" / "swe-agent.yaml"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from srft_megatron import load_tokenizer
+
+    return load_tokenizer("qwen2.5")
+
+
+def _profile_copy(tmp_path: Path, change) -> Path:
+    data = yaml.safe_load(PROFILE_YAML.read_text())
+    change(data)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_bundled_example_replays_with_the_training_context_at_every_step(path, tokenizer, tmp_path):
+    agent_traj = tmp_path / "agent.traj"
+    result = check_scaffold(path, load_agent_profile("swe-agent"), tokenizer, agent_traj_path=agent_traj)
+    recorded, raw = read_recorded(path)
+    summary = result.summary()
+    assert summary["steps_compared"] == recorded.num_steps >= 7
+    assert summary["mismatched_steps"] == 0 and summary["first_mismatch"] is None
+    assert summary["observations"] == "recorded"
+    # the agent really ran the calls: submit's diff of the replayed repository is the recorded patch
+    written = json.loads(agent_traj.read_text())
+    assert written["info"]["submission"] == raw["info"]["submission"]
+    stopped = "submitted" if raw["info"]["exit_status"] == "submitted" else "exit_replay_exhausted"  # autosubmitted
+    assert written["info"]["exit_status"] == stopped
+    (item,) = read_swe_agent_traj(agent_traj)  # what the agent wrote is training data again
+    assert item.result.num_steps == recorded.num_steps
+    assert [m["content"] for m in item.result.messages] == [m["content"] for m in recorded.messages]
+
+
+def test_changed_observation_template_is_caught_at_step_2_by_the_cli(tmp_path):
+    """SWE-agent's default observation template in place of SWE-smith's: the first request with an
+    observation in it is step 2's; exit 1 and the JSON say so."""
+    profile = _profile_copy(tmp_path, lambda d: d["templates"].update(next_step_template="Observation: {{observation}}"))
+    out = tmp_path / "check.json"
+    proc = subprocess.run([sys.executable, "-m", "srft_megatron.cli", "check-scaffold", "--trajectory",
+                           str(EXAMPLES[0]), "--profile", str(profile), "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads(out.read_text())
+    assert summary["steps_compared"] == len(summary["steps"]) >= 7
+    assert summary["first_mismatch"]["step"] == 2
+    assert summary["mismatched_steps"] == summary["steps_compared"] - 1
+    assert summary["first_mismatch"]["expected"] != summary["first_mismatch"]["got"]
+    assert Path(summary["agent_trajectory"]).is_file()
+    assert "DIFFERS at token" in proc.stdout
+
+
+def test_changed_system_template_is_caught_at_step_1(tokenizer, tmp_path):
+    profile = load_agent_profile(str(_profile_copy(
+        tmp_path, lambda d: d["templates"].update(system_template=d["templates"]["system_template"] + " "))))
+    summary = check_scaffold(EXAMPLES[0], profile, tokenizer).summary()
+    assert summary["first_mismatch"]["step"] == 1 and summary["mismatched_steps"] == summary["steps_compared"]
+
+
+def test_last_n_observations_at_inference_differs_from_training_from_step_7(tokenizer, tmp_path):
+    """SWE-smith's inference elides all but the last 5 observations (and the instance prompt); its
+    training data holds them whole. Before step k the agent has k observations, so the first elision
+    is before step 7."""
+    profile = load_agent_profile(str(_profile_copy(
+        tmp_path, lambda d: d.update(history_processors=[{"type": "last_n_observations", "n": 5}]))))
+    path = next(p for p in EXAMPLES if p.stem == "datekit-2__wandering")
+    summary = check_scaffold(path, profile, tokenizer).summary()
+    assert summary["first_mismatch"]["step"] == 7
+    assert [s["step"] for s in summary["steps"] if s["first_diff"] is not None] == list(range(7, 14))
+
+
+def test_last_n_observations_is_swe_agents(traj_dir):
+    """SWE-agent's own test of LastNObservations (tests/test_history_processors.py) on its trajectory."""
+    history = json.loads((traj_dir / "6e44b9__sweagenttestrepo-1c2844.traj").read_text())["history"]
+    processed = last_n_observations(history, n=3)
+    observations = sum(m["message_type"] == "observation" for m in history)
+    assert sum("Old environment output" in m["content"] for m in processed) == observations - 3 - 1
+    assert processed[1] == history[1] and processed[-1] == history[-1]
+
+
+def test_swe_smith_run_config_converts_to_the_shipped_profile(traj_dir):
+    converted = profile_from_swe_agent_config(str(traj_dir / "swesmith_infer.yaml"), name="swe-smith")
+    shipped = load_agent_profile("swe-smith")
+    assert converted.templates == shipped.templates
+    assert (converted.render, converted.tools, converted.max_observation_length) == ("xml", "swe-agent", 70000)
+    assert converted.history_processors == shipped.history_processors == [{"type": "last_n_observations", "n": 5}]
+    assert converted.limits["step_limit"] == 75
+    assert XML_DOCS_MARKER in converted.templates["system_template"]
+    assert converted.request_tools() is None and load_agent_profile("swe-agent").request_tools()
+    assert converted.observation("") == "Your command ran successfully and did not produce any output."
+    assert converted.observation("x" * 70001).endswith("1 characters were elided. Please try a different command "
+                                                       "that produces less output or use head/tail/grep/redirect "
+                                                       "the output to a file. Do not use interactive pagers.</NOTE>")
+
+
+def test_unsupported_run_config_and_profile_are_refused_in_one_line(traj_dir, tmp_path):
+    config = yaml.safe_load((traj_dir / "swesmith_infer.yaml").read_text())
+    config["agent"]["tools"]["parse_function"]["type"] = "thought_action"
+    bad = tmp_path / "text.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    with pytest.raises(InputError) as err:
+        profile_from_swe_agent_config(str(bad))
+    assert str(err.value).startswith(str(bad)) and "thought_action" in str(err.value)
+    with pytest.raises(InputError, match="history processor 'closed_window'"):
+        AgentProfile(**{**vars(load_agent_profile("swe-agent")),
+                        "history_processors": [{"type": "closed_window"}]}).validate("p.yaml")
+    with pytest.raises(InputError, match="neither a file nor an agent profile"):
+        load_agent_profile("no-such-profile")
