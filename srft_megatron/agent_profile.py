@@ -180,13 +180,16 @@ def _from_mapping(data: Any, origin: str) -> AgentProfile:
 
 
 def load_agent_profile(spec: str) -> AgentProfile:
-    """`spec` is a profile YAML file or the name of a shipped profile; a file wins."""
+    """`spec` is a profile YAML file, a SWE-agent run config (a YAML with an `agent` mapping,
+    converted on the fly) or the name of a shipped profile; a file wins."""
     path = Path(spec)
     if path.is_file():
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise InputError(f"agent profile is not valid YAML ({exc})".splitlines()[0], file=spec) from None
+        if isinstance(data, dict) and "agent" in data and "templates" not in data:
+            return profile_from_swe_agent_config(spec)
         return _from_mapping(data, spec)
     if spec not in profile_names():
         raise InputError(f"--profile {spec!r} is neither a file nor an agent profile "

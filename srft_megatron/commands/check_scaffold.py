@@ -25,7 +25,8 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trajectory", required=True, help="a SWE-agent .traj with tool-calling steps")
     parser.add_argument("--profile", default="swe-agent",
-                        help="agent profile: a shipped name (swe-agent, swe-smith) or a profile YAML (default swe-agent)")
+                        help="agent profile: a shipped name (swe-agent, swe-smith), a profile YAML or a SWE-agent "
+                             "run config YAML (converted; default swe-agent)")
     parser.add_argument("--repo", help="the repository at the task's base commit (default: found for bundled examples)")
     parser.add_argument("--tokenizer", default="qwen2.5", help="tokenizer name or directory (default qwen2.5)")
     parser.add_argument("--endpoint", help="a running vLLM server (…/v1): tokenise the agent's requests with its /tokenize")

@@ -109,6 +109,7 @@ def test_swe_smith_run_config_converts_to_the_shipped_profile(traj_dir):
     converted = profile_from_swe_agent_config(str(traj_dir / "swesmith_infer.yaml"), name="swe-smith")
     shipped = load_agent_profile("swe-smith")
     assert converted.templates == shipped.templates
+    assert load_agent_profile(str(traj_dir / "swesmith_infer.yaml")).templates == shipped.templates  # --profile
     assert (converted.render, converted.tools, converted.max_observation_length) == ("xml", "swe-agent", 70000)
     assert converted.history_processors == shipped.history_processors == [{"type": "last_n_observations", "n": 5}]
     assert converted.limits["step_limit"] == 75
