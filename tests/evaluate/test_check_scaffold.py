@@ -134,3 +134,17 @@ def test_unsupported_run_config_and_profile_are_refused_in_one_line(traj_dir, tm
                         "history_processors": [{"type": "closed_window"}]}).validate("p.yaml")
     with pytest.raises(InputError, match="neither a file nor an agent profile"):
         load_agent_profile("no-such-profile")
+
+
+def test_trajectory_without_problem_statement_is_refused_naming_the_file(tmp_path):
+    data = json.loads(EXAMPLES[0].read_text())
+    del data["replay_config"]
+    bad = tmp_path / "trajectories" / "datekit-1__noproblem.traj"
+    bad.parent.mkdir()
+    bad.write_text(json.dumps(data))
+    proc = subprocess.run([sys.executable, "-m", "srft_megatron.cli", "check-scaffold", "--trajectory", str(bad),
+                           "--repo", str(ROOT / "examples" / "datekit"), "--json", str(tmp_path / "c.json")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert str(bad) in line and "problem_statement" in line
