@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live-observations", action="store_true",
                         help="build observations from the live tool outputs, not the recorded ones (a timing "
                              "in a test summary then counts as a mismatch)")
+    parser.add_argument("--driver", choices=("profile", "mini-swe-agent"), default="profile",
+                        help="the agent: the profile's own message builder (default) or mini-swe-agent with the "
+                             "profile's agent/model/environment classes (needs .venv-agent)")
     parser.add_argument("--json", required=True, metavar="FILE", help="write the per-step comparison as JSON")
 
 
@@ -54,8 +57,17 @@ def main(args: argparse.Namespace) -> int:
     tokenize = VllmTokenize(args.endpoint, args.served_name) if args.endpoint else None
     out = Path(args.json)
     agent_traj = out.with_name(out.name.removesuffix(".json") + ".agent.traj")
+    agent_python = None
+    if args.driver == "mini-swe-agent":
+        from srft_megatron import settings
+
+        agent_python = settings.AGENT.python
+        if not agent_python.exists():
+            raise ConfigError(f"{agent_python} missing: run `bash scripts/agent_venv.sh` first "
+                              f"(or set {settings.AGENT.env_var} to a venv with mini-swe-agent)")
     result = check_scaffold(path, profile, tokenizer, repo=Path(args.repo) if args.repo else None,
-                            tokenize=tokenize, agent_traj_path=agent_traj, live=args.live_observations)
+                            tokenize=tokenize, agent_traj_path=agent_traj, live=args.live_observations,
+                            agent_python=agent_python)
     print(table(result))
     summary = result.summary()
     write_json(out, summary)
@@ -64,6 +76,6 @@ def main(args: argparse.Namespace) -> int:
     if result.env_differences:
         print(f"note: the live output differed from the recorded one at steps {result.env_differences} "
               f"(observations built from the {result.observations} outputs)")
-    print(f"{path.name} in profile {profile.name}: {summary['steps_compared']}/{result.recorded_steps} steps "
+    print(f"{path.name} in profile {profile.name} ({result.driver}): {summary['steps_compared']}/{result.recorded_steps} steps "
           f"compared ({'local tokenizer' if tokenize is None else 'vLLM /tokenize'}): {verdict}")
     return 1 if result.mismatched else 0

@@ -20,16 +20,20 @@ to the trajectories' directory).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import srft_megatron
 from srft_megatron.agent_profile import AgentProfile
 from srft_megatron.errors import InputError
 from srft_megatron.evaluate.local_env import LocalEnvironment, init_repo
 from srft_megatron.evaluate.replay import ProfileAgent, ReplayModel, Request
 from srft_megatron.ingest import read_swe_agent_traj
+from srft_megatron.io import atomic_open, write_json
 from srft_megatron.render import StepRenderer, template_messages
 from srft_megatron.trajectory import Trajectory
 
@@ -52,6 +56,7 @@ class ScaffoldCheck:
     recorded_steps: int = 0
     agent_trajectory: str | None = None
     observations: str = "live"          # built from the recorded or the live tool outputs
+    driver: str = "profile"             # the agent: the profile's builder or mini-swe-agent
     env_differences: list[int] = field(default_factory=list)  # steps whose live output differed
 
     @property
@@ -64,7 +69,7 @@ class ScaffoldCheck:
                 "steps_compared": len(self.steps), "mismatched_steps": len(self.mismatched),
                 "first_mismatch": None if first is None else
                 {"step": first.step, "token": first.first_diff, "expected": first.expected, "got": first.got},
-                "agent_trajectory": self.agent_trajectory, "observations": self.observations,
+                "agent_trajectory": self.agent_trajectory, "observations": self.observations, "driver": self.driver,
                 "env_differences": self.env_differences,
                 "steps": [vars(s) for s in self.steps]}
 
@@ -149,27 +154,63 @@ class VllmTokenize:
         return reply.json()["tokens"]
 
 
+def run_mini_swe_agent(path: Path, profile: AgentProfile, repo: Path, statement: str,
+                       outputs: list[str] | None, tmp: Path, agent_python: Path) -> tuple[list[Request], Path]:
+    """The same replay through mini-swe-agent itself (`evaluate/mini_profile.py`, in .venv-agent):
+    its requests and the trajectory file it saved."""
+    (tmp / "profile.yaml").write_text(profile.to_yaml(), encoding="utf-8")
+    (tmp / "task.txt").write_text(statement, encoding="utf-8")
+    cmd = [str(agent_python), "-m", "srft_megatron.evaluate.mini_profile", "--trajectory", str(path.resolve()),
+           "--profile", str(tmp / "profile.yaml"), "--repo", str(repo), "--task", str(tmp / "task.txt"),
+           "--requests", str(tmp / "requests.jsonl"), "--output", str(tmp / "mini.traj.json")]
+    if outputs is not None:
+        (tmp / "outputs.json").write_text(json.dumps(outputs), encoding="utf-8")
+        cmd += ["--recorded-outputs", str(tmp / "outputs.json")]
+    env = dict(os.environ, PYTHONPATH=str(Path(srft_megatron.__file__).resolve().parents[1]),
+               MSWEA_SILENT_STARTUP="1", MSWEA_GLOBAL_CONFIG_DIR=str(tmp / ".mswea"),
+               MSWEA_COST_TRACKING="ignore_errors", LITELLM_LOCAL_MODEL_COST_MAP="True")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"mini-swe-agent replay failed ({proc.returncode}): " + proc.stderr.strip()[-2000:])
+    requests = [Request(r["step"], r["messages"], r["tools"])
+                for r in map(json.loads, (tmp / "requests.jsonl").read_text(encoding="utf-8").splitlines())]
+    return requests, tmp / "mini.traj.json"
+
+
 def check_scaffold(path: Path, profile: AgentProfile, tokenizer, repo: Path | None = None,
-                   tokenize=None, agent_traj_path: Path | None = None, live: bool = False) -> ScaffoldCheck:
+                   tokenize=None, agent_traj_path: Path | None = None, live: bool = False,
+                   agent_python: Path | None = None) -> ScaffoldCheck:
     """Replay `path` through the agent of `profile` and compare every request with the training render.
 
     `live`: observations from the live tool outputs instead of the recorded ones (see
-    `ProfileAgent`); then an environment that answers differently (timings) is a mismatch too."""
+    `ProfileAgent`); then an environment that answers differently (timings) is a mismatch too.
+    `agent_python`: drive mini-swe-agent (that venv's python) instead of `replay.ProfileAgent`."""
     traj, data = read_recorded(path)
     statement = problem_statement(data, path)
     repo = repo or find_repo(path, traj.instance_id)
     tokenize = tokenize or LocalTokenize(tokenizer)
     rendered = StepRenderer(tokenizer, profile.render, tools=profile.tool_schemas()).render(traj)
-    model = ReplayModel.from_trajectory(traj)
-    with tempfile.TemporaryDirectory(prefix="srft-check-scaffold-") as tmp:
-        env = LocalEnvironment(init_repo(Path(repo), Path(tmp)), profile.working_dir)
-        outputs = None if live else recorded_outputs(data, traj.num_steps)
-        agent = ProfileAgent(profile, env, statement, traj.id, outputs)
-        agent.run(model)
+    outputs = None if live else recorded_outputs(data, traj.num_steps)
     result = ScaffoldCheck(str(path), profile.name, recorded_steps=traj.num_steps,
-                           observations="recorded" if outputs is not None else "live",
-                           env_differences=agent.env_differences)
-    for request, span in zip(model.requests, rendered.steps):
+                           observations="recorded" if outputs is not None else "live")
+    with tempfile.TemporaryDirectory(prefix="srft-check-scaffold-") as tmp:
+        checkout = init_repo(Path(repo), Path(tmp))
+        if agent_python is not None:
+            requests, written = run_mini_swe_agent(path, profile, checkout, statement, outputs, Path(tmp), agent_python)
+            result.driver = "mini-swe-agent"
+            if agent_traj_path is not None:
+                with atomic_open(agent_traj_path, "w", encoding="utf-8") as handle:
+                    handle.write(written.read_text(encoding="utf-8"))
+        else:
+            model = ReplayModel.from_trajectory(traj)
+            agent = ProfileAgent(profile, LocalEnvironment(checkout, profile.working_dir), statement, traj.id, outputs)
+            agent.run(model)
+            requests, result.env_differences = model.requests, agent.env_differences
+            if agent_traj_path is not None:
+                write_json(agent_traj_path, agent.to_traj(traj.instance_id or traj.id, statement))
+    if agent_traj_path is not None:
+        result.agent_trajectory = str(agent_traj_path)
+    for request, span in zip(requests, rendered.steps):
         expected = [int(t) for t in rendered.input_ids[:span.start]]
         got = [int(t) for t in tokenize(request, profile.render)]
         check = StepCheck(request.step, len(expected), len(got), first_difference(expected, got))
@@ -178,11 +219,6 @@ def check_scaffold(path: Path, profile: AgentProfile, tokenizer, repo: Path | No
             check.expected = tokenizer.decode(expected[i:i + 1]) if i < len(expected) else None
             check.got = tokenizer.decode(got[i:i + 1]) if i < len(got) else None
         result.steps.append(check)
-    if agent_traj_path is not None:
-        from srft_megatron.io import write_json
-
-        write_json(agent_traj_path, agent.to_traj(traj.instance_id or traj.id, statement))
-        result.agent_trajectory = str(agent_traj_path)
     return result
 
 

@@ -148,3 +148,31 @@ def test_trajectory_without_problem_statement_is_refused_naming_the_file(tmp_pat
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert str(bad) in line and "problem_statement" in line
+
+
+@pytest.mark.parametrize("name", ["datekit-1__clean", "datekit-2__wandering", "datekit-2__drops_validation"])
+def test_mini_swe_agent_with_the_profile_sends_the_training_context(agent_python, name, tokenizer, tmp_path):
+    """mini-swe-agent itself (ProfileAgent/ProfileModel/ProfileEnvironment loaded by import path, in
+    .venv-agent) replays the example with the same tokens before every step; its trajectory ingests."""
+    path = EXAMPLES[0].parent / f"{name}.traj"
+    out = tmp_path / "mini.traj.json"
+    result = check_scaffold(path, load_agent_profile("swe-agent"), tokenizer, agent_traj_path=out,
+                            agent_python=agent_python)
+    recorded, raw = read_recorded(path)
+    summary = result.summary()
+    assert summary["driver"] == "mini-swe-agent"
+    assert summary["steps_compared"] == recorded.num_steps and summary["mismatched_steps"] == 0
+    written = json.loads(out.read_text())
+    assert written["info"]["config"]["agent_type"] == "srft_megatron.evaluate.mini_profile.ProfileAgent"
+    if raw["info"]["exit_status"] == "submitted":
+        assert written["info"]["exit_status"] == "Submitted"
+        assert written["info"]["submission"] == raw["info"]["submission"]
+    (item,) = read_swe_agent_traj(out)
+    assert item.result.num_steps == recorded.num_steps
+
+
+def test_mini_swe_agent_with_a_changed_template_is_caught_at_step_2(agent_python, tokenizer, tmp_path):
+    profile = load_agent_profile(str(_profile_copy(
+        tmp_path, lambda d: d["templates"].update(next_step_template="Observation: {{observation}}"))))
+    summary = check_scaffold(EXAMPLES[0], profile, tokenizer, agent_python=agent_python).summary()
+    assert summary["first_mismatch"]["step"] == 2 and summary["mismatched_steps"] == summary["steps_compared"] - 1

@@ -1,0 +1,237 @@
+"""mini-swe-agent running an agent profile, through its own extension points (classes by import path).
+
+Why: `srft evaluate` runs mini-swe-agent, whose stock configs are not the scaffold our models are
+trained in (another system prompt, a bash-only tool, `<returncode>` observations). mini-swe-agent
+loads agent, model and environment classes by import path, so the profile plugs in without a fork:
+
+  agent.agent_class             srft_megatron.evaluate.mini_profile.ProfileAgent
+      system/instance templates from the profile (`problem_statement` = the task, `working_dir`),
+      SWE-agent's `message_type` on every message (what history processors read), the step limit;
+  model.model_class             srft_megatron.evaluate.mini_profile.ProfileModel
+      litellm with the profile's tools (bash, str_replace_editor, submit), the history processed by
+      the profile (`last_n_observations`), observations from the profile's templates;
+  environment.environment_class srft_megatron.evaluate.mini_profile.ProfileEnvironment
+      the calls run by `evaluate.local_env.LocalEnvironment` on `cwd` (no Docker), `submit` ends the run.
+
+`ReplayModel` / `ReplayEnvironment` are the deterministic pair `srft check-scaffold --driver
+mini-swe-agent` uses: recorded replies and recorded tool outputs, every request written to a JSONL
+file. This module runs inside .venv-agent (mini-swe-agent's venv) with the repository on
+PYTHONPATH; the entry point is
+
+    .venv-agent/bin/python -m srft_megatron.evaluate.mini_profile --trajectory T.traj --profile swe-agent \\
+        --repo CHECKOUT --requests requests.jsonl --output agent.traj.json
+Only `render: tools` profiles run here (an xml action parser is not written yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, Template
+from minisweagent.agents import get_agent_class
+from minisweagent.agents.default import AgentConfig, DefaultAgent
+from minisweagent.environments import get_environment
+from minisweagent.exceptions import FormatError, LimitsExceeded, Submitted
+from minisweagent.models import get_model
+from minisweagent.models.litellm_model import LitellmModel, LitellmModelConfig
+from pydantic import BaseModel
+
+from srft_megatron.agent_profile import AgentProfile, load_agent_profile
+from srft_megatron.evaluate.local_env import LocalEnvironment
+
+API_KEYS = ("role", "content", "tool_calls", "tool_call_id")  # what SWE-agent sends of a history entry
+MESSAGE_TYPES = {"system": "system_prompt", "user": "observation", "tool": "observation", "assistant": "action"}
+
+
+def _profile(spec: str) -> AgentProfile:
+    profile = load_agent_profile(spec)
+    if profile.render != "tools":
+        raise ValueError(f"agent profile {profile.name}: render {profile.render!r} is not supported by the "
+                         "mini-swe-agent driver yet (tool calling only)")
+    return profile
+
+
+class ProfileAgentConfig(AgentConfig):
+    profile: str = "swe-agent"
+    system_template: str = ""
+    instance_template: str = ""
+
+
+class ProfileAgent(DefaultAgent):
+    def __init__(self, model, env, **kwargs):
+        super().__init__(model, env, config_class=ProfileAgentConfig, **kwargs)
+        self.profile = _profile(self.config.profile)
+        self.config.system_template = self.profile.templates["system_template"]
+        self.config.instance_template = self.profile.templates["instance_template"]
+        if not self.config.step_limit:
+            self.config.step_limit = int(self.profile.limits.get("step_limit") or 0)
+
+    def get_template_vars(self, **kwargs) -> dict:
+        return super().get_template_vars(problem_statement=self.extra_template_vars.get("task", ""),
+                                         working_dir=self.profile.working_dir, **kwargs)
+
+    def add_messages(self, *messages: dict) -> list[dict]:
+        return super().add_messages(*({"message_type": MESSAGE_TYPES[m["role"]], **m}
+                                      if m.get("role") in MESSAGE_TYPES else m for m in messages))
+
+
+class ProfileModelConfig(LitellmModelConfig):
+    profile: str = "swe-agent"
+    model_name: str = "replay"
+
+
+def parse_tool_calls(calls: list[dict], tools: list[dict], error_template: str) -> list[dict]:
+    """The actions of a reply: one `{"tool", "arguments", "tool_call_id"}` per call of a known tool."""
+    names = {t["function"]["name"] for t in tools}
+    actions, errors = [], []
+    for call in calls:
+        name, raw = call["function"]["name"], call["function"].get("arguments") or "{}"
+        try:
+            args = json.loads(raw) if isinstance(raw, str) else raw
+        except json.JSONDecodeError as exc:
+            errors.append(f"Error parsing tool call arguments: {exc}.")
+            continue
+        if name not in names:
+            errors.append(f"Unknown tool '{name}'.")
+            continue
+        actions.append({"tool": name, "arguments": args, "tool_call_id": call.get("id")})
+    if errors or not calls:
+        error = " ".join(errors) or "No tool calls found in the response."
+        content = Template(error_template, undefined=StrictUndefined).render(error=error, actions=[],
+                                                                             has_tool_calls=bool(calls))
+        raise FormatError({"role": "user", "content": content, "extra": {"interrupt_type": "FormatError"}})
+    return actions
+
+
+class ProfileModel(LitellmModel):
+    def __init__(self, *, config_class=ProfileModelConfig, **kwargs):
+        super().__init__(config_class=config_class, **kwargs)
+        self.profile = _profile(self.config.profile)
+
+    def _prepare_messages_for_api(self, messages: list[dict]) -> list[dict]:
+        processed = self.profile.process_history(messages)
+        return [{k: m[k] for k in API_KEYS if k in m} for m in processed]
+
+    def _query(self, messages: list[dict], **kwargs):
+        import litellm
+
+        return litellm.completion(model=self.config.model_name, messages=messages,
+                                  tools=self.profile.request_tools(), **(self.config.model_kwargs | kwargs))
+
+    def _parse_actions(self, response) -> list[dict]:
+        calls = [c.model_dump() for c in (response.choices[0].message.tool_calls or [])]
+        return parse_tool_calls(calls, self.profile.tool_schemas(), self.config.format_error_template)
+
+    def format_observation_messages(self, message: dict, outputs: list[dict], template_vars=None) -> list[dict]:
+        actions = message.get("extra", {}).get("actions", [])
+        return [{"role": "tool", "tool_call_id": a["tool_call_id"], "content": self.profile.observation(o["output"])}
+                for a, o in zip(actions, outputs)]
+
+
+class ReplayModelConfig(ProfileModelConfig):
+    trajectory: str
+    requests_path: str
+
+
+class ReplayModel(ProfileModel):
+    """The recorded replies of a SWE-agent `.traj`, in order; every request is appended to a JSONL file."""
+
+    def __init__(self, **kwargs):
+        super().__init__(config_class=ReplayModelConfig, **kwargs)
+        from srft_megatron.ingest import read_swe_agent_traj
+
+        (item,) = read_swe_agent_traj(Path(self.config.trajectory))
+        self.steps = [s.message for s in item.result.steps()]
+        self.n = 0
+
+    def query(self, messages: list[dict], **kwargs) -> dict:
+        prepared = self._prepare_messages_for_api(messages)
+        with open(self.config.requests_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": self.n + 1, "messages": prepared,
+                                     "tools": self.profile.request_tools()}) + "\n")
+        if self.n >= len(self.steps):  # the recording ends without a submit: SWE-agent would autosubmit
+            raise LimitsExceeded({"role": "exit", "content": "replay exhausted",
+                                  "extra": {"exit_status": "exit_replay_exhausted", "submission": ""}})
+        recorded = self.steps[self.n]
+        self.n += 1
+        calls = recorded.get("tool_calls") or []
+        actions = parse_tool_calls(calls, self.profile.tool_schemas(), self.config.format_error_template)
+        return {"role": "assistant", "content": recorded.get("content") or "", "tool_calls": calls,
+                "extra": {"actions": actions, "cost": 0.0}}
+
+
+class ProfileEnvironmentConfig(BaseModel):
+    cwd: str
+    working_dir: str = "/testbed"
+
+
+class ProfileEnvironment:
+    def __init__(self, *, config_class: type = ProfileEnvironmentConfig, **kwargs):
+        self.config = config_class(**kwargs)
+        self.env = LocalEnvironment(Path(self.config.cwd), self.config.working_dir)
+
+    def run_tool(self, action: dict) -> str:
+        return self.env.execute(action["tool"], action["arguments"])
+
+    def execute(self, action: dict, cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
+        output = self.run_tool(action)
+        if action["tool"] == "submit":
+            raise Submitted({"role": "exit", "content": output,
+                             "extra": {"exit_status": "Submitted", "submission": self.env.submission}})
+        return {"output": output, "returncode": 0, "exception_info": ""}
+
+    def get_template_vars(self, **kwargs) -> dict[str, Any]:
+        return self.config.model_dump() | kwargs
+
+    def serialize(self) -> dict:
+        return {"info": {"config": {"environment": self.config.model_dump(mode="json"),
+                                    "environment_type": f"{self.__class__.__module__}.{self.__class__.__name__}"}}}
+
+
+class ReplayEnvironmentConfig(ProfileEnvironmentConfig):
+    recorded_outputs: list[str] | None = None
+
+
+class ReplayEnvironment(ProfileEnvironment):
+    """Runs every call, but answers with the recorded output (a pytest wall time is not a scaffold change)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(config_class=ReplayEnvironmentConfig, **kwargs)
+        self.n = 0
+
+    def run_tool(self, action: dict) -> str:
+        live = super().run_tool(action)
+        outputs = self.config.recorded_outputs
+        self.n += 1
+        return outputs[self.n - 1] if outputs is not None else live
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="replay a .traj through mini-swe-agent with an agent profile")
+    parser.add_argument("--trajectory", required=True)
+    parser.add_argument("--profile", default="swe-agent")
+    parser.add_argument("--repo", required=True, help="a git checkout the calls run on")
+    parser.add_argument("--task", required=True, help="file holding the problem statement")
+    parser.add_argument("--recorded-outputs", help="JSON file: the recorded tool outputs, one per step")
+    parser.add_argument("--requests", required=True, help="JSONL file the requests are appended to")
+    parser.add_argument("--output", required=True, help="where mini-swe-agent saves its trajectory")
+    args = parser.parse_args(argv)
+    profile = _profile(args.profile)
+    outputs = json.loads(Path(args.recorded_outputs).read_text()) if args.recorded_outputs else None
+    module = __name__ if __name__ != "__main__" else "srft_megatron.evaluate.mini_profile"
+    model = get_model(config={"model_class": f"{module}.ReplayModel", "model_name": "replay", "profile": args.profile,
+                              "trajectory": args.trajectory, "requests_path": args.requests})
+    env = get_environment({"environment_class": f"{module}.ReplayEnvironment", "cwd": args.repo,
+                           "working_dir": profile.working_dir, "recorded_outputs": outputs})
+    agent = get_agent_class(f"{module}.ProfileAgent")(model, env, profile=args.profile,
+                                                       output_path=Path(args.output), cost_limit=0)
+    result = agent.run(task=Path(args.task).read_text(encoding="utf-8"))
+    print(json.dumps({"exit_status": result.get("exit_status"), "steps": model.n}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
