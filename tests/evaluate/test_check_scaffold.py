@@ -18,7 +18,8 @@ from srft_megatron.agent_profile import (AgentProfile, last_n_observations, load
 from srft_megatron.errors import InputError
 from srft_megatron.evaluate.scaffold_check import check_scaffold, read_recorded
 from srft_megatron.ingest import read_swe_agent_traj
-from srft_megatron.tools import XML_DOCS_MARKER
+from srft_megatron.render import StepRenderer
+from srft_megatron.tools import XML_DOCS_MARKER, load_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples" / "trajectories").glob("*.traj"))
@@ -176,3 +177,45 @@ def test_mini_swe_agent_with_a_changed_template_is_caught_at_step_2(agent_python
         tmp_path, lambda d: d["templates"].update(next_step_template="Observation: {{observation}}"))))
     summary = check_scaffold(EXAMPLES[0], profile, tokenizer, agent_python=agent_python).summary()
     assert summary["first_mismatch"]["step"] == 2 and summary["mismatched_steps"] == summary["steps_compared"] - 1
+
+
+def test_agent_rollouts_close_the_loop_through_ingest_and_preprocess(tokenizer, tmp_path):
+    """The agent's trajectories, scored by the hidden tests as the harness would (patch on a clean
+    checkout, hidden tests run), become the next round's data: `srft ingest --resolved REPORT`
+    then `srft preprocess --policy rft` keeps the resolved rollout's steps and no others."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    import build_examples
+
+    run = tmp_path / "run"
+    report = {"resolved_ids": [], "unresolved_ids": []}
+    for name in ("datekit-1__clean", "datekit-2__drops_validation"):
+        path = EXAMPLES[0].parent / f"{name}.traj"
+        instance = read_recorded(path)[0].instance_id
+        out = run / instance / f"{instance}.traj"
+        out.parent.mkdir(parents=True)
+        check_scaffold(path, load_agent_profile("swe-agent"), tokenizer, agent_traj_path=out)
+        patch = json.loads(out.read_text())["info"]["submission"]
+        resolved = build_examples.hidden_tests_pass(patch, instance)
+        report["resolved_ids" if resolved else "unresolved_ids"].append(instance)
+    assert report == {"resolved_ids": ["datekit-1"], "unresolved_ids": ["datekit-2"]}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+
+    def srft(*args):
+        proc = subprocess.run([sys.executable, "-m", "srft_megatron.cli", *map(str, args)], capture_output=True,
+                              text=True, cwd=ROOT, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    srft("ingest", *sorted(run.glob("*/*.traj")), "--resolved", tmp_path / "report.json", "-o", tmp_path / "t.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert {r["id"]: r["resolved"] for r in rows} == {"run/datekit-1": True, "run/datekit-2": False}
+    srft("preprocess", "--trajectories", tmp_path / "t.jsonl", "--policy", "rft", "--tools", "swe-agent",
+         "--seq-length", 8192, "--output-prefix", tmp_path / "data" / "rft", "--quiet")
+    meta = json.loads((tmp_path / "data" / "rft.meta.json").read_text())
+    counts = meta["counts"]
+    assert counts["trajectories_in"] == 2 and counts["documents"] == 1
+    assert counts["skipped"] == {"no trained tokens under policy rft": 1}
+    assert counts["kept_steps"] == {"resolved": 11, "unknown": 0, "unresolved": 0}
+    (doc,) = meta["documents"]
+    recorded = read_recorded(EXAMPLES[0].parent / "datekit-1__clean.traj")[0]
+    same = StepRenderer(tokenizer, "tools", tools=load_profile("swe-agent")).render(recorded)
+    assert doc["id"] == "run/datekit-1" and doc["tokens"] == len(same.input_ids)  # the rollout is the example
