@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _top_parser() -> argparse.ArgumentParser:
-    lines = "\n".join(f"  {name:<12} {desc}" for name, (_, desc) in COMMANDS.items())
+    lines = "\n".join(f"  {name:<{max(map(len, COMMANDS))}}  {desc}" for name, (_, desc) in COMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="srft",
         description="Step Rejection Fine-Tuning on megatron-core.",
