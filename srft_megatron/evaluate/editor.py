@@ -123,3 +123,27 @@ class Editor:
                 .format(path=path) + _numbered(snippet, start + 1)
                 + "\nReview the changes and make sure they are as expected (correct indentation, no duplicate lines, etc). "
                   "Edit the file again if necessary.")
+
+
+def main(argv: list[str]) -> int:
+    """Run one editor call inside an agent's environment (a container has no srft_megatron):
+    `python3 -c "$(cat editor.py)" ARGS_JSON HISTORY_FILE`. The undo history, kept in memory by a
+    local `Editor`, lives in HISTORY_FILE between calls; paths are the environment's own."""
+    import json
+    import os
+
+    args, history_file = json.loads(argv[0]), argv[1]
+    editor = Editor(Path("/"), "/")
+    if os.path.exists(history_file):
+        with open(history_file) as handle:
+            editor.history = json.load(handle)
+    print(editor.run(**args), end="")
+    with open(history_file, "w") as handle:
+        json.dump(editor.history, handle)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -47,6 +47,14 @@ def shell_env(repo: Path) -> dict:
             "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "TERM": "dumb", "COLUMNS": "100"}
 
 
+def refused(command: str) -> str | None:
+    """SWE-agent's answer to an interactive program (its blocklist), or None when the command may run."""
+    first = command.strip().split()[0] if command.strip() else ""
+    if first in BLOCKED_PROGRAMS or command.strip() in BLOCKED_STANDALONE:
+        return f"Operation '{command.strip()}' is not supported by this environment."
+    return None
+
+
 def action_text(name: str, arguments: dict) -> str:
     """The `action` string SWE-agent records for a tool call."""
     if name == "bash":
@@ -65,9 +73,8 @@ class LocalEnvironment:
         self.submission: str | None = None
 
     def bash(self, command: str) -> str:
-        first = command.strip().split()[0] if command.strip() else ""
-        if first in BLOCKED_PROGRAMS or command.strip() in BLOCKED_STANDALONE:
-            return f"Operation '{command.strip()}' is not supported by this environment."
+        if (message := refused(command)) is not None:
+            return message
         real = command.replace(self.workdir, str(self.repo))
         proc = subprocess.run(["bash", "-c", real], cwd=self.repo, env=shell_env(self.repo), capture_output=True,
                               text=True, timeout=BASH_TIMEOUT_S, stdin=subprocess.DEVNULL)

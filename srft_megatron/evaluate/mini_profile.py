@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,16 @@ from jinja2 import StrictUndefined, Template
 from minisweagent.agents import get_agent_class
 from minisweagent.agents.default import AgentConfig, DefaultAgent
 from minisweagent.environments import get_environment
+from minisweagent.environments.docker import DockerEnvironment
+from minisweagent.environments.local import LocalEnvironment as MiniLocalEnvironment
 from minisweagent.exceptions import FormatError, LimitsExceeded, Submitted
 from minisweagent.models import get_model
 from minisweagent.models.litellm_model import LitellmModel, LitellmModelConfig
 from pydantic import BaseModel
 
 from srft_megatron.agent_profile import AgentProfile, load_agent_profile
-from srft_megatron.evaluate.local_env import LocalEnvironment
+from srft_megatron.evaluate import editor
+from srft_megatron.evaluate.local_env import LocalEnvironment, refused
 
 API_KEYS = ("role", "content", "tool_calls", "tool_call_id")  # what SWE-agent sends of a history entry
 MESSAGE_TYPES = {"system": "system_prompt", "user": "observation", "tool": "observation", "assistant": "action"}
@@ -189,6 +193,46 @@ class ProfileEnvironment:
     def serialize(self) -> dict:
         return {"info": {"config": {"environment": self.config.model_dump(mode="json"),
                                     "environment_type": f"{self.__class__.__module__}.{self.__class__.__name__}"}}}
+
+
+class ShellTools:
+    """The profile's tools as shell commands, for any mini-swe-agent environment (Docker, Singularity,
+    local): bash as is (interactive programs refused as SWE-agent does), `str_replace_editor` as
+    `evaluate/editor.py` run by the environment's python3 with its undo history in a file, `submit`
+    as `git add -A && git diff --cached` in the working directory, which ends the run."""
+
+    HISTORY_FILE = "/tmp/.srft_editor_history.json"
+
+    def execute(self, action: dict, cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
+        tool, args = action.get("tool", "bash"), action.get("arguments") or {}
+        if tool == "bash":
+            command = args.get("command", action.get("command", ""))
+            if (message := refused(command)) is not None:
+                return {"output": message, "returncode": 1, "exception_info": ""}
+        elif tool == "str_replace_editor":
+            source = Path(editor.__file__).read_text(encoding="utf-8")
+            command = (f"python3 -c {shlex.quote(source)} {shlex.quote(json.dumps(args))} "
+                       f"{shlex.quote(self.HISTORY_FILE)}")
+        elif tool == "submit":
+            command = "git add -A && git diff --cached"
+        else:
+            return {"output": f"Unknown tool {tool!r}", "returncode": 1, "exception_info": ""}
+        result = super().execute({"command": command}, cwd, timeout=timeout)
+        raw = result["output"]
+        if tool != "str_replace_editor":  # as local_env: a tool's output without its trailing newlines
+            result["output"] = raw.rstrip("\n")
+        if tool == "submit" and result["returncode"] == 0:
+            raise Submitted({"role": "exit", "content": result["output"],
+                             "extra": {"exit_status": "Submitted", "submission": raw}})
+        return result
+
+
+class ProfileDockerEnvironment(ShellTools, DockerEnvironment):
+    """SWE-bench's Docker image with the profile's tools (`srft evaluate --profile`)."""
+
+
+class ProfileShellEnvironment(ShellTools, MiniLocalEnvironment):
+    """The profile's tools as shell commands on this machine (`environment.cwd`), no container."""
 
 
 class ReplayEnvironmentConfig(ProfileEnvironmentConfig):

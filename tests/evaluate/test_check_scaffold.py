@@ -6,6 +6,7 @@ run config (SWE-smith's inference YAML) converts into the shipped `swe-smith` pr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -219,3 +220,18 @@ def test_agent_rollouts_close_the_loop_through_ingest_and_preprocess(tokenizer, 
     recorded = read_recorded(EXAMPLES[0].parent / "datekit-1__clean.traj")[0]
     same = StepRenderer(tokenizer, "tools", tools=load_profile("swe-agent")).render(recorded)
     assert doc["id"] == "run/datekit-1" and doc["tokens"] == len(same.input_ids)  # the rollout is the example
+
+
+def test_editor_as_shell_commands_gives_the_in_process_output(agent_python, tmp_path):
+    """What a SWE-bench container would run (`ShellTools`: the editor's source through python3 -c,
+    undo history in a file, submit as git diff) prints what the in-process editor prints, for every
+    editor and submit call of four examples (views, create, str_replace, insert, refusals)."""
+    names = ["datekit-1__clean", "datekit-1__indent_recover", "datekit-3__edits_tests", "datekit-3__misused_tools"]
+    assert '\\"insert\\"' in (EXAMPLES[0].parent / "datekit-3__edits_tests.traj").read_text()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MSWEA_SILENT_STARTUP="1", LITELLM_LOCAL_MODEL_COST_MAP="True",
+               MSWEA_GLOBAL_CONFIG_DIR=str(tmp_path / "mswea"))
+    proc = subprocess.run([str(agent_python), str(Path(__file__).with_name("shell_tools_check.py")), *names],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["calls"] >= 15 and result["differ"] == []
