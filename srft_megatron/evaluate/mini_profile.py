@@ -85,6 +85,9 @@ class ProfileAgent(DefaultAgent):
 class ProfileModelConfig(LitellmModelConfig):
     profile: str = "swe-agent"
     model_name: str = "replay"
+    shell_actions: bool = False
+    """Give every action a shell `command` (`tool_command`), so mini-swe-agent's stock environments
+    (docker, singularity, local) run the profile's tools: what `srft evaluate --profile` uses."""
 
 
 def parse_tool_calls(calls: list[dict], tools: list[dict], error_template: str) -> list[dict]:
@@ -116,8 +119,21 @@ class ProfileModel(LitellmModel):
         self.profile = _profile(self.config.profile)
 
     def _prepare_messages_for_api(self, messages: list[dict]) -> list[dict]:
-        processed = self.profile.process_history(messages)
+        # message types from roles where the agent class did not set them (mini-swe-agent's batch
+        # runner uses its own agent class): what SWE-agent's history processors read
+        typed = [{"message_type": MESSAGE_TYPES.get(m.get("role")), **m} for m in messages]
+        processed = self.profile.process_history(typed)
         return [{k: m[k] for k in API_KEYS if k in m} for m in processed]
+
+    def get_template_vars(self, **kwargs) -> dict[str, Any]:
+        return super().get_template_vars(**kwargs) | {"working_dir": self.profile.working_dir}
+
+    def _actions(self, calls: list[dict]) -> list[dict]:
+        actions = parse_tool_calls(calls, self.profile.tool_schemas(), self.config.format_error_template)
+        if self.config.shell_actions:
+            for action in actions:
+                action["command"] = tool_command(action["tool"], action["arguments"])
+        return actions
 
     def _query(self, messages: list[dict], **kwargs):
         import litellm
@@ -126,11 +142,12 @@ class ProfileModel(LitellmModel):
                                   tools=self.profile.request_tools(), **(self.config.model_kwargs | kwargs))
 
     def _parse_actions(self, response) -> list[dict]:
-        calls = [c.model_dump() for c in (response.choices[0].message.tool_calls or [])]
-        return parse_tool_calls(calls, self.profile.tool_schemas(), self.config.format_error_template)
+        return self._actions([c.model_dump() for c in (response.choices[0].message.tool_calls or [])])
 
     def format_observation_messages(self, message: dict, outputs: list[dict], template_vars=None) -> list[dict]:
         actions = message.get("extra", {}).get("actions", [])
+        if self.config.shell_actions:
+            outputs = [shell_output(a["tool"], o) for a, o in zip(actions, outputs)]
         return [{"role": "tool", "tool_call_id": a["tool_call_id"], "content": self.profile.observation(o["output"])}
                 for a, o in zip(actions, outputs)]
 
@@ -162,7 +179,7 @@ class ReplayModel(ProfileModel):
         recorded = self.steps[self.n]
         self.n += 1
         calls = recorded.get("tool_calls") or []
-        actions = parse_tool_calls(calls, self.profile.tool_schemas(), self.config.format_error_template)
+        actions = self._actions(calls)
         return {"role": "assistant", "content": recorded.get("content") or "", "tool_calls": calls,
                 "extra": {"actions": actions, "cost": 0.0}}
 
@@ -195,36 +212,53 @@ class ProfileEnvironment:
                                     "environment_type": f"{self.__class__.__module__}.{self.__class__.__name__}"}}}
 
 
+SUBMIT_MARKER = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"  # mini-swe-agent's environments end the run on it
+EDITOR_HISTORY_FILE = "/tmp/.srft_editor_history.json"
+
+
+def tool_command(tool: str, args: dict, history_file: str = EDITOR_HISTORY_FILE) -> str:
+    """One call of the profile's tools as the shell command any environment can run: bash as is
+    (an interactive program is answered with SWE-agent's refusal), `str_replace_editor` as
+    `evaluate/editor.py`'s own source through `python3 -c` (a container has no srft_megatron) with
+    its undo history in a file, `submit` as mini-swe-agent's submit marker then `git diff --cached`."""
+    if tool == "bash":
+        command = args.get("command", "")
+        message = refused(command)
+        return command if message is None else f"echo {shlex.quote(message)}"
+    if tool == "str_replace_editor":
+        source = Path(editor.__file__).read_text(encoding="utf-8")
+        return f"python3 -c {shlex.quote(source)} {shlex.quote(json.dumps(args))} {shlex.quote(history_file)}"
+    if tool == "submit":
+        return f"echo {SUBMIT_MARKER} && git add -A && git diff --cached"
+    raise ValueError(f"no shell command for tool {tool!r}")
+
+
 class ShellTools:
     """The profile's tools as shell commands, for any mini-swe-agent environment (Docker, Singularity,
     local): bash as is (interactive programs refused as SWE-agent does), `str_replace_editor` as
     `evaluate/editor.py` run by the environment's python3 with its undo history in a file, `submit`
     as `git add -A && git diff --cached` in the working directory, which ends the run."""
 
-    HISTORY_FILE = "/tmp/.srft_editor_history.json"
+    HISTORY_FILE = EDITOR_HISTORY_FILE
 
     def execute(self, action: dict, cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
-        tool, args = action.get("tool", "bash"), action.get("arguments") or {}
-        if tool == "bash":
-            command = args.get("command", action.get("command", ""))
-            if (message := refused(command)) is not None:
-                return {"output": message, "returncode": 1, "exception_info": ""}
-        elif tool == "str_replace_editor":
-            source = Path(editor.__file__).read_text(encoding="utf-8")
-            command = (f"python3 -c {shlex.quote(source)} {shlex.quote(json.dumps(args))} "
-                       f"{shlex.quote(self.HISTORY_FILE)}")
-        elif tool == "submit":
-            command = "git add -A && git diff --cached"
-        else:
-            return {"output": f"Unknown tool {tool!r}", "returncode": 1, "exception_info": ""}
-        result = super().execute({"command": command}, cwd, timeout=timeout)
-        raw = result["output"]
-        if tool != "str_replace_editor":  # as local_env: a tool's output without its trailing newlines
-            result["output"] = raw.rstrip("\n")
-        if tool == "submit" and result["returncode"] == 0:
-            raise Submitted({"role": "exit", "content": result["output"],
-                             "extra": {"exit_status": "Submitted", "submission": raw}})
-        return result
+        tool = action.get("tool", "bash")
+        try:
+            command = tool_command(tool, action.get("arguments") or {}, self.HISTORY_FILE)
+        except ValueError as exc:
+            return {"output": str(exc), "returncode": 1, "exception_info": ""}
+        try:
+            return shell_output(tool, super().execute({"command": command}, cwd, timeout=timeout))
+        except Submitted as done:  # the environment saw the marker: the submission is the diff
+            done.messages[0]["content"] = done.messages[0]["extra"]["submission"].rstrip("\n")
+            raise
+
+
+def shell_output(tool: str, result: dict[str, Any]) -> dict[str, Any]:
+    """As local_env returns it: a tool's output without its trailing newlines (the editor's exact)."""
+    if tool != "str_replace_editor":
+        result = dict(result, output=result["output"].rstrip("\n"))
+    return result
 
 
 class ProfileDockerEnvironment(ShellTools, DockerEnvironment):
