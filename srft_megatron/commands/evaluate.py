@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("agent (mini-swe-agent, in .venv-agent)")
     g.add_argument("--agent-config", default="swebench.yaml",
                    help="mini-swe-agent config: builtin name (swebench.yaml, swebench_xml.yaml) or a path")
+    g.add_argument("--profile", default=None,
+                   help="agent profile (srft check-scaffold): its templates, tools (bash, str_replace_editor, "
+                        "submit), observations and history processing in mini-swe-agent; e.g. swe-agent")
     g.add_argument("--model-class", default="litellm",
                    help="mini-swe-agent model class: litellm (tool calls) or litellm_textbased (default litellm)")
     g.add_argument("--environment", default="docker",
@@ -87,6 +90,10 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--endpoint needs --served-name (the model name that server serves)")
     if args.model and not Path(args.model, "config.json").is_file():
         raise ConfigError(f"{args.model} is not a Hugging Face checkpoint directory (no config.json)")
+    if args.profile:  # refused here, before vLLM starts, if it cannot be used
+        from srft_megatron.agent_profile import load_agent_profile
+
+        load_agent_profile(args.profile)
     served = args.served_name or Path(args.model).resolve().name
     agent_python = settings.AGENT.python
     if not agent_python.exists():
@@ -113,7 +120,8 @@ def main(args: argparse.Namespace) -> int:
         endpoint=args.endpoint, agent_config=agent_config, model_class=args.model_class,
         environment_class=args.environment, temperature=args.temperature, max_tokens=args.max_tokens,
         seed=args.seed, agent_overrides=list(args.agent_set), agent_workers=args.agent_workers,
-        harness=args.harness, harness_workers=args.harness_workers, agent_python=str(agent_python), serve=serve)
+        harness=args.harness, harness_workers=args.harness_workers, agent_python=str(agent_python), serve=serve,
+        profile=str(Path(args.profile).resolve()) if args.profile and Path(args.profile).is_file() else args.profile)
 
     def bar(desc: str):
         return tqdm(desc=desc, unit="instance", file=sys.stderr)

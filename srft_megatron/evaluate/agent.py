@@ -26,9 +26,12 @@ from pathlib import Path
 
 import yaml
 
+from srft_megatron.agent_profile import load_agent_profile
+from srft_megatron.errors import ConfigError
 from srft_megatron.io import atomic_open
 
 PREDS = "preds.json"  # mini-swe-agent's predictions file in its output directory
+PROFILE_MODEL = "srft_megatron.evaluate.mini_profile.ProfileModel"
 
 
 class AgentError(RuntimeError):
@@ -49,6 +52,7 @@ class AgentConfig:
     instance_ids: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)  # extra KEY=VALUE config specs
     timeout_s: float | None = None
+    profile: str | None = None      # an agent profile (name or YAML): the scaffold the model was trained in
 
 
 def instance_filter(ids: list[str]) -> str:
@@ -68,8 +72,35 @@ def write_overlay(path: Path, cfg: AgentConfig, endpoint: str, served_name: str,
         "agent": {"cost_limit": 0},  # no price for a self-hosted model: limit steps, not dollars
         "environment": {"environment_class": cfg.environment_class},
     }
+    if cfg.profile:
+        overlay = profile_overlay(overlay, cfg.profile, path.with_name("agent_profile.yaml"))
     with atomic_open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(overlay, handle, sort_keys=False)
+
+
+def profile_overlay(overlay: dict, spec: str, profile_path: Path) -> dict:
+    """The overlay that makes mini-swe-agent's SWE-bench runner use an agent profile.
+
+    Its batch runner builds its own agent class, so the profile plugs in through the model
+    (`mini_profile.ProfileModel`: the profile's tools, history processors and observation
+    templates; its tool calls become shell commands that the stock environments run) and the
+    agent's config (the profile's system/instance templates, its step limit). The templates name
+    the task `problem_statement` (SWE-agent's name) where mini-swe-agent says `task`: a Jinja `set`
+    at the start binds one to the other and prints nothing. The profile is written next to the
+    overlay, so the agent's venv reads the same file whatever `spec` was."""
+    profile = load_agent_profile(spec)
+    if profile.render != "tools":
+        raise ConfigError(f"agent profile {profile.name}: render {profile.render!r} cannot run in mini-swe-agent "
+                          "yet (tool calling only; no xml action parser)")
+    with atomic_open(profile_path, "w", encoding="utf-8") as handle:
+        handle.write(profile.to_yaml())
+    bind = "{%- set problem_statement = task -%}"
+    out = {key: dict(value) for key, value in overlay.items()}
+    out["model"].update(model_class=PROFILE_MODEL, profile=str(profile_path), shell_actions=True)
+    out["agent"].update(system_template=bind + profile.templates["system_template"],
+                        instance_template=bind + profile.templates["instance_template"],
+                        step_limit=int(profile.limits.get("step_limit") or 0))
+    return out
 
 
 def agent_command(cfg: AgentConfig, out_dir: Path, overlay: Path) -> list[str]:
@@ -100,6 +131,9 @@ def run_agent(cfg: AgentConfig, rollout_dir: Path, endpoint: str, served_name: s
     env = dict(os.environ, MSWEA_COST_TRACKING="ignore_errors", MSWEA_SILENT_STARTUP="1",
                MSWEA_GLOBAL_CONFIG_DIR=str(rollout_dir / ".mswea"),
                OPENAI_API_KEY=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY")
+    if cfg.profile:  # mini-swe-agent imports the profile's classes from this package
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     log_path = rollout_dir / "agent.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(agent_command(cfg, out_dir, overlay), stdout=log, stderr=subprocess.STDOUT,

@@ -34,7 +34,7 @@ SUBSETS = {"verified": "princeton-nlp/SWE-bench_Verified", "lite": "princeton-nl
            "full": "princeton-nlp/SWE-bench"}
 # Settings that change what a rollout measures: a rerun must not mix them.
 _FIXED = ("model", "served_name", "dataset", "split", "instance_ids", "agent_config", "model_class",
-          "environment_class", "temperature", "max_tokens", "seed", "agent_overrides")
+          "environment_class", "temperature", "max_tokens", "seed", "agent_overrides", "profile")
 
 
 @dataclass
@@ -59,6 +59,7 @@ class EvalSettings:
     harness_workers: int = 4
     agent_python: str = ".venv-agent/bin/python"
     serve: ServeConfig | None = None
+    profile: str | None = None    # agent profile (name or YAML); None: mini-swe-agent's own config
 
 
 def _check_settings(run: Path, settings: EvalSettings) -> None:
@@ -112,7 +113,8 @@ def evaluate(settings: EvalSettings, progress_factory=None) -> list[Path]:
                             config=settings.agent_config, model_class=settings.model_class,
                             environment_class=settings.environment_class, workers=settings.agent_workers,
                             temperature=settings.temperature, max_tokens=settings.max_tokens,
-                            instance_ids=list(settings.instance_ids), overrides=list(settings.agent_overrides))
+                            instance_ids=list(settings.instance_ids), overrides=list(settings.agent_overrides),
+                            profile=settings.profile)
     todo = [r for r in range(1, settings.rollouts + 1) if not (rollout_dir(run, r) / "agent.done").exists()]
     if todo:
         if settings.endpoint:

@@ -1,0 +1,49 @@
+"""`srft evaluate --profile NAME`: the overlay that puts an agent profile into mini-swe-agent's
+SWE-bench runner. The classes it names are tested in test_check_scaffold.py (ProfileModel in the
+mini-swe-agent replay, the shell form of the tools against the in-process editor); here: the
+overlay names them, the profile file the agent's venv reads is the profile, and the templates as
+mini-swe-agent renders them (its variable `task`) give the profile's text."""
+
+from __future__ import annotations
+
+import jinja2
+import pytest
+import yaml
+
+from srft_megatron.agent_profile import load_agent_profile
+from srft_megatron.errors import ConfigError
+from srft_megatron.evaluate.agent import PROFILE_MODEL, AgentConfig, write_overlay
+
+
+def _overlay(tmp_path, profile):
+    cfg = AgentConfig(python="python", dataset="verified", profile=profile)
+    path = tmp_path / "agent_overlay.yaml"
+    write_overlay(path, cfg, "http://127.0.0.1:8000/v1", "srft-7b", seed=3)
+    return yaml.safe_load(path.read_text())
+
+
+def test_profile_overlay_puts_the_profile_into_mini_swe_agent(tmp_path):
+    overlay = _overlay(tmp_path, "swe-agent")
+    model, agent = overlay["model"], overlay["agent"]
+    assert model["model_class"] == PROFILE_MODEL and model["shell_actions"] is True
+    assert model["model_name"] == "openai/srft-7b" and model["model_kwargs"]["seed"] == 3
+    profile = load_agent_profile("swe-agent")
+    written = load_agent_profile(model["profile"])
+    assert written == profile
+    assert agent["step_limit"] == profile.limits["step_limit"] == 75 and agent["cost_limit"] == 0
+    task = "parse_date rejects 29 February 2000"
+    for key in ("system_template", "instance_template"):  # as DefaultAgent._render_template renders them
+        text = jinja2.Template(agent[key], undefined=jinja2.StrictUndefined).render(task=task, working_dir="/testbed")
+        assert text == profile.fill(key, problem_statement=task)
+    assert task in jinja2.Template(agent["instance_template"]).render(task=task, working_dir="/testbed")
+
+
+def test_without_a_profile_the_overlay_is_mini_swe_agents_own(tmp_path):
+    overlay = _overlay(tmp_path, None)
+    assert overlay["model"]["model_class"] == "litellm" and "system_template" not in overlay["agent"]
+    assert not (tmp_path / "agent_profile.yaml").exists()
+
+
+def test_an_xml_profile_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match="swe-smith: render 'xml'"):
+        _overlay(tmp_path, "swe-smith")
