@@ -114,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
                             tensor_parallel_size=args.tensor_parallel_size, max_model_len=args.max_model_len,
                             tool_call_parser=parser, cpu=args.vllm_cpu, extra_args=args.vllm_arg,
                             ready_timeout_s=args.ready_timeout, log_path=str(output / "vllm.log"))
-    settings = EvalSettings(
+    eval_settings = EvalSettings(
         model=str(Path(args.model).resolve()) if args.model else None, served_name=served, output=str(output),
         rollouts=args.rollouts, dataset=args.subset, split=args.split, instance_ids=list(args.instances),
         endpoint=args.endpoint, agent_config=agent_config, model_class=args.model_class,
@@ -127,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
         return tqdm(desc=desc, unit="instance", file=sys.stderr)
 
     try:
-        reports = evaluate(settings, progress_factory=bar)
+        reports = evaluate(eval_settings, progress_factory=bar)
     except (HarnessUnavailable, HarnessError, AgentError, ServeError) as exc:
         print(f"srft evaluate: error: {exc}", file=sys.stderr)
         return 3 if isinstance(exc, HarnessUnavailable) else 1
