@@ -17,7 +17,7 @@ import argparse
 import importlib
 import sys
 
-from srft_megatron.errors import ConfigError, InputError
+from srft_megatron.errors import ConfigError, DatasetError, InputError
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     try:
         return int(module.main(args) or 0)
-    except (InputError, ConfigError, FileNotFoundError) as exc:
+    except (InputError, ConfigError, DatasetError, FileNotFoundError) as exc:
         print(f"srft {name}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -20,6 +20,16 @@ The label channel is additive: `format_version` stays 1 because a reader of toke
 the channel existed stay readable. Whether a dataset has labels is said by its metadata
 (`label_codes`, and the label files in `files`, size-checked like the others); `open_labels`
 refuses a dataset without them with a one-line reason.
+
+`check_dataset(PREFIX)` is the one validation every reader runs first (`srft train` and
+`--check` before any process group starts, `srft report`, the training data loader): the
+metadata parses, every file has the size the metadata records, both index headers are
+megatron-core's with the dtypes the metadata names, their sequence counts, lengths, pointers
+and document boundaries agree with each other and with the `.bin` sizes, and the dataset is not
+empty. It reads the metadata and the two `.idx` files, never the tokens (well under a second
+for a 10 GB dataset: `tests/training/test_checks.py`). Every failure is one `DatasetError` line
+naming the dataset, the file and the number that is wrong. Token ids and loss weights are
+checked as documents are read for training (`document_problem`).
 """
 
 from __future__ import annotations
@@ -27,12 +37,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from srft_megatron.errors import DatasetError
 
 FORMAT_VERSION = 1
 TOKEN_DTYPE = np.int32
@@ -75,6 +88,7 @@ class DatasetWriter:
         self.num_documents = 0
         self.num_tokens = 0
         self.weighted_tokens = 0.0
+        self.max_token_id = -1
         self._done = False
 
     def add(self, token_ids: np.ndarray, weights: np.ndarray, labels: np.ndarray | None = None) -> None:
@@ -89,6 +103,8 @@ class DatasetWriter:
                 raise ValueError(f"label codes must lie in [0, {len(LABEL_CODES)})")
         if token_ids.size and (token_ids.min() < 0 or token_ids.max() > np.iinfo(TOKEN_DTYPE).max):
             raise ValueError("token id out of int32 range")  # IndexedDataset would wrap silently
+        if weights.size and not np.isfinite(weights).all():
+            raise ValueError("loss weights must be finite")  # NaN passes the range test below
         if weights.size and (weights.min() < 0.0 or weights.max() > 1.0):
             raise ValueError("loss weights must lie in [0, 1]")
         self.tokens.add_document(token_ids.astype(TOKEN_DTYPE, copy=False), [token_ids.size])
@@ -101,6 +117,8 @@ class DatasetWriter:
         self.num_documents += 1
         self.num_tokens += int(token_ids.size)
         self.weighted_tokens += float(weights.sum(dtype=np.float64))
+        if token_ids.size:
+            self.max_token_id = max(self.max_token_id, int(token_ids.max()))
 
     def commit(self, meta: dict[str, Any]) -> dict[str, Any]:
         self.tokens.finalize(self._tmp_prefix + "_tokens.idx")
@@ -121,7 +139,9 @@ class DatasetWriter:
             meta["counts"]["label_tokens"] = dict(self.label_tokens)
         meta["files"] = {s: os.path.getsize(self._tmp_prefix + s) for s in suffixes}
         meta["counts"].update({"documents": self.num_documents, "tokens": self.num_tokens,
-                               "weighted_tokens": round(self.weighted_tokens, 6)})
+                               "weighted_tokens": round(self.weighted_tokens, 6),
+                               # checked against the model's vocabulary before training starts
+                               "max_token_id": self.max_token_id if self.num_documents else None})
         with open(self._tmp_prefix + ".meta.json", "w", encoding="utf-8") as handle:
             json.dump(meta, handle, indent=2, sort_keys=True)
             handle.write("\n")
@@ -150,30 +170,239 @@ class DatasetWriter:
             self.close()
 
 
-def read_meta(prefix: str | os.PathLike) -> dict[str, Any]:
-    """The metadata, after checking every file of the dataset is present with the recorded size."""
+_DOCUMENTS_KEY = b'\n  "documents": ['
+
+
+def _parse_meta(text: bytes, documents: bool) -> dict[str, Any]:
+    """json.loads of the metadata; with `documents=False` the per-document list (one record per
+    trajectory: most of the file, ~90% of its parse time on a large dataset) is cut out of the
+    text first and comes back as None. The cut relies on the writer's layout (`indent=2`: the
+    top-level list closes at the first newline + two spaces + `]`, as no JSON string holds a raw
+    newline); any other layout is parsed whole."""
+    if not documents:
+        start = text.find(_DOCUMENTS_KEY)
+        body = start + len(_DOCUMENTS_KEY)
+        end = text.find(b"\n  ]", body) if start >= 0 else -1
+        if end >= 0 and text[body:body + 1] != b"]":
+            try:
+                meta = json.loads(text[:start] + b'\n  "documents": null' + text[end + 4:])
+                if isinstance(meta, dict):
+                    return meta
+            except json.JSONDecodeError:
+                pass
+    return json.loads(text)
+
+
+def read_meta(prefix: str | os.PathLike, *, documents: bool = True) -> dict[str, Any]:
+    """The metadata, after checking every file of the dataset is present with the recorded size.
+
+    `documents=False` leaves out the per-document records (`meta["documents"]` is None): what the
+    checks before training read. FileNotFoundError without metadata; DatasetError (one line) when
+    it is unreadable, of another format version, or a file is missing or of another size."""
     files = dataset_files(prefix)
     if not files[".meta.json"].is_file():
         raise FileNotFoundError(f"dataset {prefix}: {files['.meta.json']} missing (incomplete or not a dataset)")
-    meta = json.loads(files[".meta.json"].read_text(encoding="utf-8"))
+    try:
+        meta = _parse_meta(files[".meta.json"].read_bytes(), documents)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"dataset {prefix}: cannot read {files['.meta.json']}: "
+                           f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
+        raise DatasetError(f"dataset {prefix}: {files['.meta.json']} is not dataset metadata (no 'files')")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"dataset {prefix}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
-    for suffix, size in meta["files"].items():
-        path = files[suffix]
-        if not path.is_file() or path.stat().st_size != size:
-            raise ValueError(f"dataset {prefix}: {path} missing or not the size recorded in the metadata")
+        raise DatasetError(f"dataset {prefix}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
+    for suffix in (*SUFFIXES, *(s for s in meta["files"] if s not in SUFFIXES)):  # + the label channel
+        size = meta["files"].get(suffix)
+        path = files.get(suffix)
+        if path is None:
+            raise DatasetError(f"dataset {prefix}: the metadata lists an unknown file {suffix!r}")
+        if not path.is_file():
+            raise DatasetError(f"dataset {prefix}: {path} missing")
+        actual = path.stat().st_size
+        if size is None or actual != size:
+            raise DatasetError(f"dataset {prefix}: {path} has {actual} bytes, the metadata records {size}")
     return meta
 
 
+# ---- the one validation before reading (headers and metadata, never the tokens) ------------
+INDEX_MAGIC = b"MMIDIDX\x00\x00"   # megatron-core IndexedDataset (indexed_dataset._INDEX_HEADER)
+INDEX_VERSION = 1
+INDEX_HEADER_BYTES = 34           # magic 9 + version 8 + dtype code 1 + sequences 8 + documents 8
+DTYPE_CODES = {"int32": 4, "float32": 7, "int64": 5, "float64": 6, "uint16": 8, "int16": 3,
+               "uint8": 1, "int8": 2}  # megatron-core's DType enum
+CHANNEL_DTYPES = {"tokens": np.dtype(TOKEN_DTYPE).name, "weights": np.dtype(WEIGHT_DTYPE).name}
+
+
 @dataclass
-class WeightedDocuments:
-    """Both channels of a dataset, read with megatron-core's `IndexedDataset` (mmap views:
-    keep this object alive while using arrays it returned)."""
+class DatasetInfo:
+    """What `check_dataset` learned from the metadata (without its per-document records) and
+    the index headers."""
 
     prefix: str
-    tokens: Any
-    weights: Any
     meta: dict[str, Any]
+    documents: int
+    tokens: int
+    max_document_tokens: int
+    lengths: np.ndarray                 # tokens per document (from the index)
+
+    @property
+    def max_token_id(self) -> int | None:
+        """The largest token id (recorded by preprocess; None for datasets written before)."""
+        value = (self.meta.get("counts") or {}).get("max_token_id")
+        return int(value) if value is not None else None
+
+    @property
+    def tokenizer_vocab_size(self) -> int | None:
+        value = (self.meta.get("tokenizer") or {}).get("vocab_size")
+        return int(value) if value is not None else None
+
+    @property
+    def tokenizer_name(self) -> str | None:
+        return (self.meta.get("tokenizer") or {}).get("name")
+
+    @property
+    def seq_length(self) -> int | None:
+        """The --seq-length preprocess cut documents to (None for datasets written otherwise)."""
+        value = self.meta.get("seq_length")
+        return int(value) if value is not None else None
+
+    @property
+    def weighted_tokens(self) -> float:
+        return float((self.meta.get("counts") or {}).get("weighted_tokens", 0.0))
+
+
+def _read_index(prefix, path: Path, channel: str, dtype_name: str, bin_size: int) -> np.ndarray:
+    """The sequence lengths of one channel's `.idx`, after checking the header, the file size,
+    the pointers and the document boundaries against each other and against the `.bin` size."""
+    where = f"dataset {prefix}: {path}"
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(INDEX_HEADER_BYTES)
+        if len(head) < INDEX_HEADER_BYTES or head[:9] != INDEX_MAGIC:
+            raise DatasetError(f"{where} is not a megatron-core index (header {head[:9]!r})")
+        version, code, n_seq, n_doc = struct.unpack("<QBQQ", head[9:])
+        if version != INDEX_VERSION:
+            raise DatasetError(f"{where}: index version {version}, expected {INDEX_VERSION}")
+        if code != DTYPE_CODES.get(dtype_name):
+            raise DatasetError(f"{where}: dtype code {code} in the header, the metadata says {channel} are "
+                               f"{dtype_name} (code {DTYPE_CODES.get(dtype_name)})")
+        expected = INDEX_HEADER_BYTES + 4 * n_seq + 8 * n_seq + 8 * n_doc
+        if n_seq > size or n_doc > size or size != expected:
+            raise DatasetError(f"{where} has {size} bytes, its header ({n_seq} sequences, {n_doc} document "
+                               f"boundaries) needs {expected}")
+        lengths = np.fromfile(handle, dtype=np.int32, count=n_seq)
+        pointers = np.fromfile(handle, dtype=np.int64, count=n_seq)
+        boundaries = np.fromfile(handle, dtype=np.int64, count=n_doc)
+    if n_seq and int(lengths.min()) < 0:
+        bad = int(np.argmax(lengths < 0))
+        raise DatasetError(f"{where}: document {bad} has length {int(lengths[bad])}")
+    itemsize = np.dtype(dtype_name).itemsize
+    ends = np.cumsum(lengths, dtype=np.int64) * itemsize
+    starts = np.concatenate([np.zeros(1, dtype=np.int64), ends[:-1]]) if n_seq else ends
+    if not np.array_equal(pointers, starts):
+        bad = int(np.argmax(pointers != starts))
+        raise DatasetError(f"{where}: document {bad} starts at byte {int(pointers[bad])}, its preceding "
+                           f"lengths put it at {int(starts[bad])} (index corrupted)")
+    if not np.array_equal(boundaries, np.arange(n_seq + 1, dtype=np.int64)):
+        bad = int(np.argmax(boundaries != np.arange(n_doc, dtype=np.int64))) if n_doc == n_seq + 1 else -1
+        raise DatasetError(f"{where}: document boundaries are not one per sequence "
+                           f"({n_doc} boundaries for {n_seq} sequences"
+                           + (f", boundary {bad} is {int(boundaries[bad])})" if bad >= 0 else ")"))
+    total = int(ends[-1]) if n_seq else 0
+    if total != bin_size:
+        raise DatasetError(f"{where}: {n_seq} documents of {total // itemsize} {channel} need "
+                           f"{total} bytes, {path.with_suffix('.bin').name} has {bin_size}")
+    return lengths
+
+
+def check_dataset(prefix: str | os.PathLike) -> DatasetInfo:
+    """Validate a dataset from its metadata and index headers (see the module docstring)."""
+    prefix = str(prefix)
+    meta = read_meta(prefix, documents=False)
+    files = dataset_files(prefix)
+    counts = meta.get("counts") or {}
+    dtypes = {**CHANNEL_DTYPES, **(meta.get("dtypes") or {})}
+    for channel, expected in CHANNEL_DTYPES.items():
+        if dtypes[channel] != expected:
+            raise DatasetError(f"dataset {prefix}: metadata says {channel} are {dtypes[channel]}, "
+                               f"srft datasets hold {expected}")
+    if counts.get("documents") == 0 or meta["files"].get("_tokens.bin") == 0:
+        raise DatasetError(f"dataset {prefix} is empty: 0 documents{_empty_reason(prefix, counts)}")
+    channels = ["tokens", "weights"] + (["labels"] if all(s in meta["files"] for s in LABEL_SUFFIXES) else [])
+    try:
+        lengths = {}
+        for channel in channels:
+            idx, binf = files[f"_{channel}.idx"], files[f"_{channel}.bin"]
+            dtype = dtypes.get(channel, np.dtype(LABEL_DTYPE).name)
+            lengths[channel] = _read_index(prefix, idx, channel, dtype, binf.stat().st_size)
+    except OSError as exc:
+        raise DatasetError(f"dataset {prefix}: cannot read its index: {type(exc).__name__}: {exc}") from None
+    tok = lengths["tokens"]
+    for channel in channels[1:]:
+        other = lengths[channel]
+        if tok.size != other.size:
+            raise DatasetError(f"dataset {prefix}: {tok.size} token documents but {other.size} {channel} documents")
+        if not np.array_equal(tok, other):
+            bad = int(np.argmax(tok != other))
+            raise DatasetError(f"dataset {prefix}: document {bad} has {int(tok[bad])} tokens but "
+                               f"{int(other[bad])} {channel}")
+    if tok.size == 0:
+        raise DatasetError(f"dataset {prefix} is empty: 0 documents{_empty_reason(prefix, counts)}")
+    n_tokens = int(tok.sum(dtype=np.int64))
+    for key, actual in (("documents", int(tok.size)), ("tokens", n_tokens)):
+        if counts.get(key) is not None and int(counts[key]) != actual:
+            raise DatasetError(f"dataset {prefix}: the index holds {actual} {key}, the metadata records "
+                               f"{counts[key]}")
+    weighted = counts.get("weighted_tokens", 0.0)
+    if not isinstance(weighted, (int, float)) or not np.isfinite(weighted) or weighted < 0:
+        raise DatasetError(f"dataset {prefix}: the metadata records {weighted!r} weighted tokens "
+                           "(must be finite and non-negative)")
+    return DatasetInfo(prefix=prefix, meta=meta, documents=int(tok.size), tokens=n_tokens,
+                       max_document_tokens=int(tok.max()), lengths=tok)
+
+
+def _empty_reason(prefix: str, counts: dict[str, Any]) -> str:
+    seen = counts.get("trajectories_in")
+    dropped = {**(counts.get("skipped") or {}), **(counts.get("rejected") or {})}
+    if not seen:
+        return " (nothing to train on: re-run srft preprocess on trajectories that have assistant steps)"
+    top = ", ".join(f"{n} {r}" for r, n in sorted(dropped.items(), key=lambda kv: -kv[1])[:3])
+    return (f": preprocess kept none of its {seen} trajectories ({top}; see {prefix}.rejects.jsonl)"
+            if top else f": preprocess kept none of its {seen} trajectories")
+
+
+def document_problem(tokens: np.ndarray, weights: np.ndarray, vocab_size: int | None = None) -> str | None:
+    """Why a document read for training must not be trained on (None if it is fine): loss
+    weights that are not finite or are negative, token ids outside the model's vocabulary.
+    Costs one pass over the document's values (cheap beside the model)."""
+    finite = np.isfinite(weights)
+    if not finite.all():
+        return f"{int((~finite).sum())} non-finite loss weights"
+    if weights.size and float(weights.min()) < 0:
+        return f"{int((weights < 0).sum())} negative loss weights (min {float(weights.min()):g})"
+    if tokens.size:
+        lo, hi = int(tokens.min()), int(tokens.max())
+        if lo < 0 or (vocab_size is not None and hi >= vocab_size):
+            bad = lo if lo < 0 else hi
+            return f"token id {bad} outside the model's vocabulary of {vocab_size}"
+    return None
+
+
+class WeightedDocuments:
+    """Both channels of a dataset, read with megatron-core's `IndexedDataset` (mmap views:
+    keep this object alive while using arrays it returned). `meta` is the whole metadata, read
+    on first use (the checks before it skip the per-document records)."""
+
+    def __init__(self, prefix: str, tokens: Any, weights: Any, meta: dict[str, Any] | None = None):
+        self.prefix, self.tokens, self.weights = prefix, tokens, weights
+        self._meta = meta if meta is not None and meta.get("documents") is not None else None
+        self.brief_meta = meta
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        if self._meta is None:
+            self._meta = read_meta(self.prefix)
+        return self._meta
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -185,15 +414,17 @@ class WeightedDocuments:
 
 
 def open_dataset(prefix: str | os.PathLike) -> WeightedDocuments:
+    """Both channels, after `check_dataset` (so a bad or empty dataset is one DatasetError line,
+    never a traceback from the memory map)."""
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    meta = read_meta(prefix)
-    tokens = IndexedDataset(str(prefix) + "_tokens")
-    weights = IndexedDataset(str(prefix) + "_weights")
-    if not np.array_equal(tokens.sequence_lengths, weights.sequence_lengths) or not np.array_equal(
-            tokens.document_indices, weights.document_indices):
-        raise ValueError(f"dataset {prefix}: tokens and weights differ in sequence lengths or documents")
-    return WeightedDocuments(str(prefix), tokens, weights, meta)
+    info = check_dataset(prefix)
+    try:
+        tokens = IndexedDataset(str(prefix) + "_tokens")
+        weights = IndexedDataset(str(prefix) + "_weights")
+    except (OSError, ValueError, AssertionError) as exc:
+        raise DatasetError(f"dataset {prefix}: cannot open: {type(exc).__name__}: {exc}") from None
+    return WeightedDocuments(str(prefix), tokens, weights, info.meta)
 
 
 @dataclass

@@ -47,3 +47,15 @@ class InputError(Exception):
 
 class ConfigError(ValueError):
     """A configuration that cannot work (raised before any process group starts)."""
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be read or trained on: empty, unreadable, its files disagreeing with
+    their index headers or metadata, or not fitting the model. The message is one line naming
+    the dataset (and file) and the number that is wrong."""
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that must not be loaded or exported: partial (a file missing), truncated,
+    corrupted (a file whose checksum differs from the one recorded at save time), or holding
+    non-finite parameters. The message is one line naming the checkpoint and the file."""

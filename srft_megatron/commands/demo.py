@@ -204,7 +204,9 @@ class Demo:
             raise DemoError(f"metrics.jsonl has {len(metrics)} steps, expected {self.args.steps}")
         self.metrics = metrics
         first, last = metrics[:5], metrics[-5:]
-        mean = lambda rows, key: sum(m[key] for m in rows) / len(rows)  # noqa: E731
+        def mean(rows, key):  # steps skipped or empty log no loss
+            values = [m[key] for m in rows if m.get(key) is not None]
+            return sum(values) / len(values) if values else float("nan")
         r.facts.append(f"tiny Qwen2-shaped model (2 layers, hidden 64, Qwen2.5 vocabulary), {len(metrics)} steps, "
                        f"TP={tp} over {tp} processes (torchrun, gloo)")
         r.facts.append(f"loss (weighted tokens only) {mean(first, 'loss'):.3f} over the first {len(first)} steps -> "

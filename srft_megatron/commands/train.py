@@ -9,6 +9,14 @@ printed at start; `section.key=value` arguments override it (e.g. `train.steps=5
 `data.prefixes=[data/resolved,data/unresolved]`). Writes `RUN_DIR/metrics.jsonl` (one object
 per step), `RUN_DIR/tensorboard/`, `RUN_DIR/checkpoints/`; re-running with the same run
 directory resumes from its latest checkpoint. SIGTERM saves a checkpoint and exits.
+
+Before any process group starts (and with --check, which stops there) the config and the data
+are validated: every dataset reads, is non-empty and consistent with its index headers and
+metadata, its token ids fit the model's vocabulary and its documents fit model.seq_length; the
+initial and the resume checkpoint have all their files at their recorded sizes (their checksums
+are verified when loaded). A failure is one line and exit code 2. During training a step with a
+non-finite loss, weight sum or gradient, or a bad document, is skipped (exit 1 after
+train.max_skipped_steps in a row); non-finite parameters are never saved.
 """
 
 from __future__ import annotations
@@ -33,6 +41,15 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     rank, world = world_from_env()
     validate(cfg, world)  # a clear error before any process group starts
+    if cfg.checkpoint.resume:
+        from pathlib import Path
+
+        from srft_megatron.training.checkpoint import latest_checkpoint
+        from srft_megatron.training.integrity import check_files
+
+        latest = latest_checkpoint(Path(args.run_dir) / "checkpoints")
+        if latest is not None:
+            check_files(latest)  # missing or truncated files: refused before any process group
     if rank == 0:
         print("[srft train] config:\n" + cfg.to_yaml(), flush=True)
     if args.check:

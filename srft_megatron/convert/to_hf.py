@@ -7,6 +7,10 @@ One process, no model: the checkpoint is read one decoder layer at a time and st
 (config.json, model-*.safetensors + index, generation_config.json, tokenizer files) is what
 `transformers.AutoModelForCausalLM.from_pretrained` and vLLM load; it appears only once
 complete.
+
+Before anything is read the checkpoint's checksums are verified (a partial, truncated or
+corrupted checkpoint is one line naming the file, exit 2), and every tensor is checked to be
+finite as it streams: NaN or Inf weights are never exported.
 """
 
 from __future__ import annotations
@@ -76,7 +80,12 @@ def convert_megatron_to_hf(ckpt_dir: str, output: str, *, tokenizer: str | None 
         raise InputError(f"dtype must be one of {', '.join(OUT_DTYPES)}, got {dtype!r}")
     if not Path(ckpt_dir).is_dir():
         raise InputError("checkpoint directory not found", file=str(ckpt_dir))
+    from srft_megatron.training.integrity import describe, verify_checkpoint
+
+    # CheckpointError (exit 2) naming the bad file; a checkpoint from elsewhere (no marker) is read as is
+    report = verify_checkpoint(ckpt_dir, require_marker=False)
     ckpt = CheckpointTensors(ckpt_dir)
+    print(f"checkpoint {ckpt_dir}: {describe(report)}", flush=True)
     config = checkpoint_hf_config(ckpt_dir, model)
     shape = shape_from_hf(config, f"{ckpt_dir} (model config)")
     layers = ckpt.num_layers()
@@ -96,6 +105,10 @@ def convert_megatron_to_hf(ckpt_dir: str, output: str, *, tokenizer: str | None 
         writer = ShardedSafetensorsWriter(stage, max_shard_bytes)
         bar = tqdm(total=len(names), desc="to-hf tensors", unit="tensor", disable=not progress)
         for name, tensor in iter_hf_tensors(ckpt, dims, shape.num_layers, tied):
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                raise InputError(f"tensor {name} has {int((~finite).sum())} non-finite values (NaN/Inf); "
+                                 "refusing to export it", file=str(ckpt_dir))
             writer.add(name, tensor.to(out_dtype))
             bar.update(1)
         bar.close()

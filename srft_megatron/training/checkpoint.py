@@ -11,8 +11,9 @@ Directory layout::
       __*.distcp, .metadata            torch.distributed.checkpoint shards
       srft_checkpoint.json             ours: {"format_version", "kind": "model"|"train",
                                        "step", "hf_config" (the Qwen2 shape), "parallel",
-                                       "consumed_samples"}; written last, so its presence
-                                       marks a complete checkpoint
+                                       "consumed_samples", "files": {path: {"size",
+                                       "xxh3_128"}}, "checksum_seconds", ...}; written last, so
+                                       its presence marks a complete checkpoint
 
     RUN_DIR/checkpoints/               what `srft train` writes
       iter_0000100/                    a train-state CKPT as above, one per save
@@ -26,6 +27,11 @@ restored only when the layout matches), and the scheduler / counters as common o
 
 The HF -> Megatron converter calls `save_model_checkpoint(model_chunks, dir, shape=shape)`;
 the trainer loads that as its initial weights with `train.init_from=DIR`.
+
+Integrity (`srft_megatron.training.integrity`): the marker records a checksum of every file;
+both loaders verify them (and, after loading, that every parameter is finite) and refuse a
+partial, truncated or corrupted checkpoint with one `CheckpointError` line naming the file. The
+trainer never saves non-finite parameters (`Trainer.save`), so `latest` never points to them.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from srft_megatron.errors import ConfigError
+from srft_megatron.errors import CheckpointError, ConfigError
 from srft_megatron.io import write_json
 
 FORMAT_VERSION = 1
@@ -82,25 +88,70 @@ def read_marker(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(ckpt_dir) / MARKER
     if not path.is_file():
         raise ConfigError(f"{ckpt_dir} is not a complete srft checkpoint (no {MARKER})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {ckpt_dir}: {MARKER} is unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(marker, dict):
+        raise CheckpointError(f"checkpoint {ckpt_dir}: {MARKER} is not an object")
+    return marker
 
 
-def _save(sharded: dict[str, Any], ckpt_dir: Path, marker: dict[str, Any]) -> None:
-    """Write to `ckpt_dir.tmp`, then rename into place (rank 0) once every rank is done."""
+def _save(sharded: dict[str, Any], ckpt_dir: Path, marker: dict[str, Any]) -> dict[str, Any]:
+    """Write to `ckpt_dir.tmp`, checksum every file, write the marker, then rename into place
+    (rank 0) once every rank is done. Returns the marker."""
+    import time
+
     from megatron.core import dist_checkpointing
+
+    from srft_megatron.training.integrity import ALGORITHM, checksum_directory
 
     tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
     if _rank() == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier()
+    start = time.perf_counter()
     dist_checkpointing.save(sharded, str(tmp))
     _barrier()
+    save_seconds = time.perf_counter() - start
+    files, cost = checksum_directory(tmp)  # collective: every rank hashes a share
+    marker = {"format_version": FORMAT_VERSION, **marker, "checksum_algorithm": ALGORITHM, "files": files,
+              "bytes": int(cost["bytes"]), "save_seconds": round(save_seconds, 3),
+              "checksum_seconds": round(cost["seconds"], 3)}
     if _rank() == 0:
-        write_json(tmp / MARKER, {"format_version": FORMAT_VERSION, **marker})
+        write_json(tmp / MARKER, marker)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         os.replace(tmp, ckpt_dir)
     _barrier()
+    return marker
+
+
+def verify(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
+    """Checksums of every file against the marker (collective); raises CheckpointError."""
+    from srft_megatron.training.integrity import verify_checkpoint
+
+    return verify_checkpoint(ckpt_dir)
+
+
+def non_finite_parameters(model_chunks) -> int:
+    """How many parameter tensors hold a NaN or an infinity, summed over every rank."""
+    bad = torch.zeros((), dtype=torch.float32)
+    flags = [torch.isfinite(p.detach()).all() for c in model_chunks for p in c.parameters()]
+    if flags:
+        bad = (~torch.stack(flags)).sum().float()
+    if dist.is_initialized():
+        if torch.cuda.is_available():
+            bad = bad.cuda()
+        dist.all_reduce(bad)
+    return int(bad.item())
+
+
+def _refuse_non_finite(model_chunks, ckpt_dir) -> None:
+    n = non_finite_parameters(model_chunks)
+    if n:
+        raise CheckpointError(f"checkpoint {ckpt_dir} holds non-finite parameters ({n} tensors with NaN or Inf); "
+                              "refusing to load it")
 
 
 def save_model_checkpoint(model_chunks: Sequence[torch.nn.Module], ckpt_dir: str | os.PathLike, *,
@@ -115,14 +166,18 @@ def save_model_checkpoint(model_chunks: Sequence[torch.nn.Module], ckpt_dir: str
 
 def load_model_checkpoint(model_chunks: Sequence[torch.nn.Module], ckpt_dir: str | os.PathLike,
                           *, strict: bool = True) -> dict[str, Any]:
-    """Load model weights from a model-only or train-state checkpoint (any TP/PP)."""
+    """Load model weights from a model-only or train-state checkpoint (any TP/PP), after
+    verifying its checksums; refuses non-finite weights. The returned marker carries the
+    verification report under "verification"."""
     from megatron.core import dist_checkpointing
 
     marker = read_marker(ckpt_dir)
+    report = verify(ckpt_dir)
     with torch.no_grad():
         loaded = dist_checkpointing.load(model_sharded_state_dict(model_chunks), str(ckpt_dir))
         _load_into_model(model_chunks, loaded, strict=strict)
-    return marker
+    _refuse_non_finite(model_chunks, ckpt_dir)
+    return {**marker, "verification": report}
 
 
 def _layout() -> dict[str, int]:
@@ -242,16 +297,26 @@ def save_train_checkpoint(run_ckpt_dir: str | os.PathLike, step: int, *, model_c
 
 
 def latest_checkpoint(run_ckpt_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint `latest` names; None when there is no `latest`. A `latest` naming a
+    directory that is gone or has no marker is refused (CheckpointError): starting over from
+    step 0 in silence would overwrite the run."""
     path = Path(run_ckpt_dir) / LATEST
     if not path.is_file():
         return None
-    ckpt = Path(run_ckpt_dir) / path.read_text(encoding="utf-8").strip()
-    return ckpt if (ckpt / MARKER).is_file() else None
+    name = path.read_text(encoding="utf-8").strip()
+    ckpt = Path(run_ckpt_dir) / name
+    if not name or not (ckpt / MARKER).is_file():
+        raise CheckpointError(f"checkpoint {ckpt} named by {path} is "
+                              f"{'missing' if not ckpt.is_dir() else 'incomplete (no ' + MARKER + ')'}; refusing to "
+                              "resume (restore it, point latest at an earlier iter_*, or set checkpoint.resume=false)")
+    return ckpt
 
 
 def load_train_checkpoint(ckpt_dir: str | os.PathLike, *, model_chunks, optimizer,
                           scheduler) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler, RNG (same layout only); return the trainer state."""
+    """Restore model, optimizer, scheduler, RNG (same layout only), after verifying the
+    checkpoint's checksums; return the trainer state (with the verification report under
+    "verification")."""
     from megatron.core import dist_checkpointing
 
     marker = read_marker(ckpt_dir)
@@ -262,6 +327,7 @@ def load_train_checkpoint(ckpt_dir: str | os.PathLike, *, model_chunks, optimize
     if saved_mp != {k: v for k, v in _layout().items() if k != "dp"}:
         raise ConfigError(f"resuming {ckpt_dir} needs the same tensor/pipeline layout "
                           f"{saved_mp} (use train.init_from to load only its weights at another layout)")
+    report = verify(ckpt_dir)
     _init_optimizer_state(optimizer)
     with torch.no_grad():
         sharded = _train_sharded_state_dict(model_chunks, optimizer, True, None)
@@ -271,7 +337,8 @@ def load_train_checkpoint(ckpt_dir: str | os.PathLike, *, model_chunks, optimize
         _load_into_model(model_chunks, loaded)
         optimizer.load_state_dict(loaded["optimizer"])
         _restore_adam_step(optimizer, loaded["optimizer"])
+    _refuse_non_finite(model_chunks, ckpt_dir)
     scheduler.load_state_dict(loaded["scheduler"])
     if same_layout and loaded.get("rng_state") is not None:
         _set_rng_state(loaded["rng_state"])
-    return dict(loaded["trainer"])
+    return {**dict(loaded["trainer"]), "verification": report}

@@ -5,7 +5,9 @@
 Every section is a dataclass; unknown keys, wrong types and layouts that cannot work are
 rejected here, with a one-line `ConfigError`, before any process group starts. `validate`
 checks what can be checked from the files alone: the model shape, TP against heads, the
-layers against PP, the datasets' presence, the sequence length against the model.
+layers against PP, and the datasets (`_validate_data`, from their metadata and index headers:
+non-empty and self-consistent, token ids inside the model's vocabulary, documents no longer
+than the model's sequence, some weighted tokens) and the initial checkpoint's files.
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ class TrainConfig:
     seed: int = 1234
     init_from: str | None = None        # model-only or train checkpoint to start from (any TP/PP)
     exit_after_step: int | None = None  # stop (with a checkpoint) after this step, e.g. for tests
+    # A step whose loss, weight sum or gradients are not finite (or whose data is bad) is not
+    # applied; this many in a row stop the run (exit 1). >= 1.
+    max_skipped_steps: int = 3
+    # If the first this-many steps all have zero weighted tokens, stop (exit 1): the data trains
+    # nothing (a policy masking every step, the wrong datasets). 0: never stop for that.
+    max_empty_steps: int = 10
 
 
 @dataclass
@@ -262,12 +270,19 @@ def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
                               f"multiple of parallel.pipeline={p.pipeline}")
     if t.steps < 1:
         raise ConfigError(f"train.steps must be >= 1, got {t.steps}")
+    if t.max_skipped_steps < 1 or t.max_empty_steps < 0:
+        raise ConfigError(f"train.max_skipped_steps must be >= 1 and train.max_empty_steps >= 0, got "
+                          f"{t.max_skipped_steps} and {t.max_empty_steps}")
     if cfg.optimizer.decay_style not in ("cosine", "linear", "constant"):
         raise ConfigError(f"optimizer.decay_style must be cosine, linear or constant")
     if check_data:
-        _validate_data(cfg)
-    if t.init_from is not None and not (Path(t.init_from) / "srft_checkpoint.json").is_file():
-        raise ConfigError(f"train.init_from={t.init_from} is not a complete srft checkpoint")
+        _validate_data(cfg, shape)
+    if t.init_from is not None:
+        from srft_megatron.training.integrity import check_files
+
+        if not (Path(t.init_from) / "srft_checkpoint.json").is_file():
+            raise ConfigError(f"train.init_from={t.init_from} is not a complete srft checkpoint")
+        check_files(t.init_from)  # missing / truncated files; checksums are verified on load
     return shape, dims
 
 
@@ -294,8 +309,13 @@ def _validate_context_parallel(cfg: SrftTrainConfig) -> None:
                       f"ranks yet (srft_megatron/training/context_parallel.py has the split; wiring pending)")
 
 
-def _validate_data(cfg: SrftTrainConfig) -> None:
-    from srft_megatron.dataset import read_meta
+def _validate_data(cfg: SrftTrainConfig, shape=None) -> list:
+    """Every dataset of the blend, from its metadata and index headers (never its tokens): it
+    reads, is non-empty and self-consistent (`check_dataset`), its token ids fit the model's
+    vocabulary, its documents fit the model's sequence, and the blend has weighted tokens.
+    Returns the `DatasetInfo`s."""
+    from srft_megatron.dataset import check_dataset
+    from srft_megatron.errors import DatasetError
 
     d = cfg.data
     if not d.prefixes:
@@ -304,8 +324,52 @@ def _validate_data(cfg: SrftTrainConfig) -> None:
         raise ConfigError(f"data.weights has {len(d.weights)} entries for {len(d.prefixes)} prefixes")
     if d.weights is not None and (min(d.weights) < 0 or sum(d.weights) <= 0):
         raise ConfigError("data.weights must be non-negative with a positive sum")
+    infos = []
     for prefix in d.prefixes:
         try:
-            read_meta(prefix)
-        except (FileNotFoundError, ValueError) as exc:
+            info = check_dataset(prefix)
+        except (FileNotFoundError, DatasetError) as exc:
             raise ConfigError(f"data.prefixes: {exc}") from None
+        if shape is not None:
+            _check_fits_model(info, cfg, shape)
+        infos.append(info)
+    used = [i for k, i in enumerate(infos) if d.weights is None or d.weights[k] > 0]
+    if not any(i.weighted_tokens > 0 for i in used):
+        names = ", ".join(f"{i.prefix} ({_policy(i)})" for i in used)
+        raise ConfigError(f"data.prefixes: no dataset of the blend has a weighted token: {names} "
+                          "(every loss weight is 0, training would learn nothing: check the policy and labels "
+                          "given to srft preprocess)")
+    return infos
+
+
+def _policy(info) -> str:
+    policy = info.meta.get("policy")
+    return f"policy {policy.get('name')}" if isinstance(policy, dict) else "no policy recorded"
+
+
+def _check_fits_model(info, cfg: SrftTrainConfig, shape) -> None:
+    """Token ids below the model's (padded) vocabulary; documents within model.seq_length + 1."""
+    vocab, model = shape.vocab_size, cfg.model.name
+    tok_vocab, max_id = info.tokenizer_vocab_size, info.max_token_id
+    tokenizer = f"tokenizer {info.tokenizer_name}" if info.tokenizer_name else "its tokenizer"
+    fix = ("pick a model whose vocabulary holds the tokenizer's (the tokenizer's own model, or "
+           "model.name=tiny-qwen-vocab for a tiny one with Qwen2.5's vocabulary), or re-run srft preprocess "
+           "with the model's tokenizer")
+    if max_id is not None and max_id >= vocab:
+        raise ConfigError(f"dataset {info.prefix}: largest token id {max_id} is not below model.name={model}'s "
+                          f"vocabulary of {vocab} rows ({tokenizer}"
+                          + (f", {tok_vocab} tokens" if tok_vocab else "") + f"): {fix}")
+    if tok_vocab is not None and tok_vocab > vocab:
+        raise ConfigError(f"dataset {info.prefix}: {tokenizer} has {tok_vocab} tokens, more than "
+                          f"model.name={model}'s vocabulary of {vocab} rows: {fix}")
+    seq = cfg.model.seq_length
+    if info.max_document_tokens > seq + 1:
+        cut = int((info.lengths > seq + 1).sum())
+        pre = info.seq_length
+        made = f"preprocessed with --seq-length {pre}" if pre is not None else "no --seq-length recorded"
+        need = pre if pre is not None and pre >= info.max_document_tokens - 1 else info.max_document_tokens - 1
+        raise ConfigError(
+            f"dataset {info.prefix} ({made}) has documents of up to {info.max_document_tokens} tokens, longer "
+            f"than model.seq_length={seq} + 1: {cut} of {info.documents} documents would be cut and their later "
+            f"steps never trained; re-run srft preprocess with --seq-length {seq}, or raise model.seq_length "
+            f"to {need}")

@@ -17,6 +17,10 @@ positions (next-fit), then padded with weight-0 tokens. Each document is shifted
 document longer than `seq_length + 1` tokens keeps its first `seq_length + 1` (counted in
 `truncated_documents`). With `pack=False` every sample is one document.
 
+Every document is checked as it is read (`srft_megatron.dataset.document_problem`: loss weights
+finite and non-negative, token ids inside the model's vocabulary); a bad one is left out of its
+sample and named in the sample's `bad` list, and the trainer skips the step that holds it.
+
 Data position for exact resume is the global sample index: step k uses samples
 [k*G, (k+1)*G) of the blend; DP rank r takes the r-th contiguous share, in micro-batches.
 """
@@ -31,7 +35,7 @@ import torch
 from megatron.core.datasets.blended_megatron_dataset_config import BlendedMegatronDatasetConfig
 from megatron.core.datasets.megatron_dataset import MegatronDataset
 
-from srft_megatron.dataset import WeightedDocuments, open_dataset
+from srft_megatron.dataset import WeightedDocuments, document_problem, open_dataset
 
 PAD_TOKEN = 0
 
@@ -39,6 +43,7 @@ PAD_TOKEN = 0
 @dataclass
 class WeightedDatasetConfig(BlendedMegatronDatasetConfig):
     pack: bool = True
+    vocab_size: int | None = None  # token ids must be below it (checked as documents are read)
 
 
 def pack_documents(lengths: np.ndarray, seq_length: int, num_samples: int | None, seed: int,
@@ -105,22 +110,38 @@ class WeightedPackedDataset(MegatronDataset):
         return self.order[self.bounds[idx]:self.bounds[idx + 1]]
 
     def __getitem__(self, idx: int) -> dict[str, np.ndarray]:
-        return assemble_sample(self.dataset, self.documents(idx), self.config.sequence_length)
+        return assemble_sample(self.dataset, self.documents(idx), self.config.sequence_length,
+                               self.config.vocab_size)
 
 
-def assemble_sample(docs: WeightedDocuments, doc_ids, seq_length: int) -> dict[str, np.ndarray]:
-    """Concatenate shifted documents into one padded sequence of `seq_length` positions."""
+def _describe_document(docs, doc: int) -> str:
+    prefix = getattr(docs, "prefix", None)
+    meta_docs = (getattr(docs, "meta", None) or {}).get("documents") or []
+    traj = meta_docs[doc].get("id") if doc < len(meta_docs) and isinstance(meta_docs[doc], dict) else None
+    return (f"dataset {prefix} " if prefix else "") + f"document {doc}" + (f" (trajectory {traj})" if traj else "")
+
+
+def assemble_sample(docs: WeightedDocuments, doc_ids, seq_length: int,
+                    vocab_size: int | None = None) -> dict[str, np.ndarray]:
+    """Concatenate shifted documents into one padded sequence of `seq_length` positions.
+
+    A document whose read part fails `document_problem` is left out and described in `bad`."""
     tokens = np.full(seq_length, PAD_TOKEN, dtype=np.int64)
     labels = np.full(seq_length, PAD_TOKEN, dtype=np.int64)
     weights = np.zeros(seq_length, dtype=np.float32)
     position_ids = np.zeros(seq_length, dtype=np.int64)
     segment_ids = np.full(seq_length, len(doc_ids), dtype=np.int64)  # padding: its own segment
     doc_lengths = []
+    bad = []
     at = 0
     for seg, doc in enumerate(doc_ids):
         tok, w = docs.document(int(doc))
         n = min(len(tok), seq_length + 1) - 1
         if n <= 0:
+            continue
+        problem = document_problem(tok[:n + 1], w[1:n + 1], vocab_size)
+        if problem is not None:
+            bad.append(f"{_describe_document(docs, int(doc))}: {problem}")
             continue
         tokens[at:at + n] = tok[:n]
         labels[at:at + n] = tok[1:n + 1]
@@ -133,19 +154,20 @@ def assemble_sample(docs: WeightedDocuments, doc_ids, seq_length: int) -> dict[s
         position_ids[at:] = np.arange(seq_length - at)
     return {"tokens": tokens, "labels": labels, "loss_weights": weights,
             "position_ids": position_ids, "segment_ids": segment_ids,
-            "num_real_tokens": np.int64(at), "doc_lengths": np.asarray(doc_lengths, dtype=np.int64)}
+            "num_real_tokens": np.int64(at), "doc_lengths": np.asarray(doc_lengths, dtype=np.int64),
+            "bad": bad}
 
 
 def build_train_dataset(prefixes: list[str], weights: list[float] | None, *, seq_length: int,
                         num_samples: int, seed: int, pack: bool = True,
-                        cache_dir: str | None = None):
+                        cache_dir: str | None = None, vocab_size: int | None = None):
     """The blended training dataset with at least `num_samples` samples (megatron-core builder)."""
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 
     config = WeightedDatasetConfig(
         random_seed=seed, sequence_length=seq_length,
         blend=(list(prefixes), list(weights) if weights is not None else None),
-        split="100,0,0", path_to_cache=cache_dir, pack=pack,
+        split="100,0,0", path_to_cache=cache_dir, pack=pack, vocab_size=vocab_size,
         mid_level_dataset_surplus=0.05,
     )
     if len(prefixes) == 1:
@@ -159,7 +181,7 @@ def build_train_dataset(prefixes: list[str], weights: list[float] | None, *, seq
             per = [len(open_dataset(p)) for p in prefixes]
             return build_train_dataset(prefixes, [float(n) for n in per], seq_length=seq_length,
                                        num_samples=num_samples, seed=seed, pack=pack,
-                                       cache_dir=cache_dir)
+                                       cache_dir=cache_dir, vocab_size=vocab_size)
         raise ValueError(f"could not build {num_samples} samples from {prefixes}")
     return train
 
@@ -169,6 +191,9 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     batch = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in keys}
     batch["num_real_tokens"] = torch.tensor(sum(int(s["num_real_tokens"]) for s in samples))
     batch["attn_pairs"] = torch.tensor(sum(int((s["doc_lengths"] ** 2).sum()) for s in samples))
+    # documents left out because they failed their read check (assemble_sample); a tensor like
+    # every value of the batch, the descriptions are in StepBatches.bad_documents
+    batch["bad_documents"] = torch.tensor(sum(len(s.get("bad", ())) for s in samples))
     return batch
 
 
@@ -183,16 +208,20 @@ class StepBatches:
         self.dp_rank, self.dp_size = dp_rank, dp_size
         self.share = global_batch_size // dp_size
         self.num_microbatches = self.share // micro_batch_size
+        self.bad_documents: list[str] = []
 
     def sample_indices(self, step: int) -> list[int]:
         start = step * self.global_batch_size + self.dp_rank * self.share
         return [(start + i) % len(self.dataset) for i in range(self.share)]
 
     def micro_batches(self, step: int) -> list[dict[str, torch.Tensor]]:
+        """The step's micro-batches; `self.bad_documents` then describes the documents of this
+        rank's share that failed their read check (left out of their samples)."""
         idx = self.sample_indices(step)
         mbs = self.micro_batch_size
-        return [collate([self.dataset[i] for i in idx[m * mbs:(m + 1) * mbs]])
-                for m in range(self.num_microbatches)]
+        samples = [self.dataset[i] for i in idx]
+        self.bad_documents = [b for s in samples for b in s.get("bad", ())]
+        return [collate(samples[m * mbs:(m + 1) * mbs]) for m in range(self.num_microbatches)]
 
 
 def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:

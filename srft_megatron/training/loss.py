@@ -9,7 +9,8 @@ megatron-core's per-token mode (`calculate_per_token_loss`) counts tokens as int
 cannot express fractional weights. So, like OLMo-core's `loss_div_factor`:
 
 1. before the step, every rank sums the weights of its own micro-batches and the sum is
-   all-reduced over the data-parallel group (`global_weight_sum`) — every rank reads the same
+   all-reduced over the data-parallel group (`global_weight_sum`; the trainer folds the same sum
+   into one all-reduce with its data checks, `Trainer._data_stats`) — every rank reads the same
    data in its TP/PP group, so all ranks know the divisor before any forward pass;
 2. each micro-batch's loss is `sum(w * nll) / W_global`, so the sum of the gradients of all
    micro-batches on all DP ranks is exactly the gradient of L;

@@ -2,7 +2,9 @@
 
 Written by the global rank 0 to `RUN_DIR/metrics.jsonl` (one JSON object per optimizer step,
 appended and flushed, so a killed run keeps the steps it finished), to TensorBoard
-(`RUN_DIR/tensorboard`) and to Weights & Biases when `logging.wandb_project` is set.
+(`RUN_DIR/tensorboard`) and to Weights & Biases when `logging.wandb_project` is set. A step that
+was not applied says so: `skipped` (with `skip_reason`: bad data, non-finite loss or gradients)
+or `empty` (no weighted token); its `loss`/`grad_norm` are null when there are none.
 
 FLOPs are exactly Megatron-LM's `num_floating_point_operations(args, batch_size,
 seqlen_squared_sum_in_batch, total_real_tokens_in_batch)` (NVIDIA/Megatron-LM d98e8a64,
@@ -18,6 +20,7 @@ tests/training/test_gpu_path.py transcribes that function and compares.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +67,9 @@ class MetricsWriter:
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        # strict JSON: a NaN or an infinity (a skipped step's loss, say) is written as null
+        record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        self._file.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
         self._file.flush()
         step = record["step"]
         if self._tb is not None:

@@ -11,10 +11,29 @@ over this rank's micro-batches with the globally normalised weighted NLL
 (`srft_megatron.training.loss`), then `optimizer.step()`. Checkpoints go to
 `RUN_DIR/checkpoints` every `checkpoint.save_interval` steps and at exit / SIGTERM; a run
 directory with a checkpoint resumes exactly (model, optimizer, scheduler, RNG, data position).
+
+Nothing non-finite is ever learnt or saved:
+- before the step, the global batch's weight sum and the documents' checks (finite,
+  non-negative weights; token ids in the vocabulary) are all-reduced with the token counts: a
+  batch holding a bad document is not run at all (`skipped`, the document named), and one with
+  no weighted token is not applied (`empty`: a zero-gradient Adam update would still move the
+  weights by their momentum);
+- after forward/backward a non-finite loss is not applied; non-finite gradients are caught by
+  megatron-core's found-inf check (the optimizer is built with a constant loss scale of 1.0,
+  exact, so `optimizer.step()` unscales, all-reduces found-inf over the model-parallel ranks
+  and returns `update_ok=False` without touching the weights); megatron-core's plain fp32
+  optimizer has no such check, so for it the gradients are checked before its step;
+- a step that is not applied leaves the scheduler where it was (as Megatron-LM does) and moves
+  the data on; `train.max_skipped_steps` skipped steps in a row stop the run (exit 1), as do
+  `train.max_empty_steps` empty steps before any step trained;
+- `save()` refuses parameters that are not all finite, so `latest` never names such a checkpoint.
+Every step's record says `skipped`/`empty` (with `skip_reason`); the counts are in
+`RUN_DIR/train_summary.json` and the last log line.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -50,6 +69,8 @@ class Trainer:
         self._stop_requested = False
         self.step = 0
         self.consumed_samples = 0
+        self.counts = {"applied": 0, "skipped": 0, "empty": 0}  # steps, over the whole run (resumed too)
+        self.consecutive_skips = 0
         self._build_model()
         self._build_optimizer()
         self._build_data()
@@ -86,9 +107,12 @@ class Trainer:
                 post_process=ps.is_pipeline_last_stage(ignore_virtual=vpp is None, vp_stage=vp_stage),
                 seq_length=m.seq_length))
         if self.cfg.train.init_from and not self._has_resume_checkpoint():
+            from srft_megatron.training.integrity import describe
+
             marker = load_model_checkpoint(chunks, self.cfg.train.init_from)
             self._log_line(f"loaded initial weights from {self.cfg.train.init_from} "
-                           f"({marker.get('kind')} checkpoint, step {marker.get('step')})")
+                           f"({marker.get('kind')} checkpoint, step {marker.get('step')}; "
+                           f"{describe(marker['verification'])})")
         ddp_config = DistributedDataParallelConfig(
             grad_reduce_in_fp32=True, overlap_grad_reduce=False,
             use_distributed_optimizer=p.distributed_optimizer)
@@ -107,7 +131,12 @@ class Trainer:
             optimizer="adam", lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay,
             adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_eps=o.adam_eps,
             clip_grad=o.clip_grad, bf16=bf16, params_dtype=torch.bfloat16 if bf16 else torch.float32,
-            use_distributed_optimizer=self.cfg.parallel.distributed_optimizer), self.model)
+            use_distributed_optimizer=self.cfg.parallel.distributed_optimizer,
+            # A constant scale of 1 changes no number but gives the mixed-precision and distributed
+            # optimizers a grad scaler, hence megatron-core's found-inf check and skip.
+            loss_scale=1.0), self.model)
+        chained = getattr(self.optimizer, "chained_optimizers", [self.optimizer])
+        self._has_found_inf = all(getattr(o, "grad_scaler", None) is not None for o in chained)
         self.tf_config.grad_scale_func = self.optimizer.scale_loss
         steps = self.cfg.train.steps
         warmup = min(o.warmup_steps, steps - 1) if steps > 1 else 0
@@ -123,7 +152,8 @@ class Trainer:
         d, t = self.cfg.data, self.cfg.train
         self.dataset = build_train_dataset(
             d.prefixes, d.weights, seq_length=self.cfg.model.seq_length,
-            num_samples=t.steps * t.global_batch_size, seed=d.seed, pack=d.pack, cache_dir=d.cache_dir)
+            num_samples=t.steps * t.global_batch_size, seed=d.seed, pack=d.pack, cache_dir=d.cache_dir,
+            vocab_size=self.shape.vocab_size)
         self.batches = StepBatches(self.dataset, global_batch_size=t.global_batch_size,
                                    micro_batch_size=t.micro_batch_size, dp_rank=self.dp_rank,
                                    dp_size=self.dp_size)
@@ -140,6 +170,7 @@ class Trainer:
 
     def _restore(self) -> None:
         from srft_megatron.training.checkpoint import latest_checkpoint, load_train_checkpoint
+        from srft_megatron.training.integrity import describe
 
         if not self.cfg.checkpoint.resume:
             return
@@ -150,16 +181,28 @@ class Trainer:
                                       scheduler=self.scheduler)
         self.step = int(state["step"])
         self.consumed_samples = int(state["consumed_samples"])
-        self._log_line(f"resumed from {ckpt} at step {self.step}")
+        for key in self.counts:
+            self.counts[key] = int(state.get(f"{key}_steps", self.step if key == "applied" else 0))
+        self._log_line(f"resumed from {ckpt} at step {self.step} ({describe(state['verification'])})")
 
     def save(self) -> Path:
-        from srft_megatron.training.checkpoint import save_train_checkpoint
+        """Write a train checkpoint; refuses (NonFiniteParameters) if any parameter is not finite."""
+        from srft_megatron.training.checkpoint import non_finite_parameters, read_marker, save_train_checkpoint
 
+        bad = non_finite_parameters(self.model)
+        if bad:
+            raise NonFiniteParameters(f"refusing to save a checkpoint at step {self.step}: {bad} parameter tensors "
+                                      "hold NaN or Inf (latest still names the last good checkpoint)")
         path = save_train_checkpoint(
             self.ckpt_root, self.step, model_chunks=self.model, optimizer=self.optimizer,
             scheduler=self.scheduler, shape=self.shape,
-            trainer_state={"step": self.step, "consumed_samples": self.consumed_samples})
-        self._log_line(f"saved checkpoint {path}")
+            trainer_state={"step": self.step, "consumed_samples": self.consumed_samples,
+                           **{f"{k}_steps": v for k, v in self.counts.items()}})
+        if self.is_logger:
+            marker = read_marker(path)
+            gb = marker["bytes"] / 1e9
+            self._log_line(f"saved checkpoint {path} ({gb:.3g} GB in {marker['save_seconds']:.2f} s; checksums "
+                           f"{marker['checksum_seconds']:.2f} s, {marker['checksum_seconds'] / max(gb, 1e-9):.2f} s/GB)")
         return path
 
     # ---- one step ------------------------------------------------------------------------
@@ -185,64 +228,127 @@ class Trainer:
 
         return forward_step
 
-    def train_step(self) -> dict[str, Any]:
-        from megatron.core import parallel_state as ps
-        from megatron.core.pipeline_parallel import get_forward_backward_func
-
-        from srft_megatron.training.loss import global_weight_sum
-
-        start = time.perf_counter()
-        micro = self.batches.micro_batches(self.step)
-        weight_sum = global_weight_sum(micro, ps.get_data_parallel_group())
-        for chunk in self.model:
-            chunk.zero_grad_buffer()
-        self.optimizer.zero_grad()
-        iters = [iter(micro) for _ in self.model]
-        reports = get_forward_backward_func()(
-            forward_step_func=self._forward_step(weight_sum),
-            data_iterator=iters if len(iters) > 1 else iters[0],
-            model=self.model, num_microbatches=len(micro), seq_length=self.cfg.model.seq_length,
-            micro_batch_size=self.cfg.train.micro_batch_size, forward_only=False)
-        update_ok, grad_norm, _ = self.optimizer.step()
-        self.scheduler.step(increment=1)
-        self.step += 1
-        self.consumed_samples += self.cfg.train.global_batch_size
-        return self._step_record(micro, reports, weight_sum, grad_norm, update_ok,
-                                 time.perf_counter() - start)
-
-    def _step_record(self, micro, reports, weight_sum, grad_norm, update_ok, seconds) -> dict[str, Any]:
+    def _data_stats(self, micro) -> torch.Tensor:
+        """[sum of loss weights, bad documents, real tokens, attention pairs] of the global batch
+        (fp64, all-reduced over data parallel; every rank of a TP/PP group reads the same data,
+        so every rank gets the same numbers and takes the same decision)."""
         from megatron.core import parallel_state as ps
 
-        from srft_megatron.training.metrics import step_flops
+        stats = torch.zeros(4, dtype=torch.float64)
+        for mb in micro:
+            stats[0] += mb["loss_weights"].double().sum()
+            stats[1] += int(mb["bad_documents"])
+            stats[2] += int(mb["num_real_tokens"])
+            stats[3] += int(mb["attn_pairs"])
+        if torch.cuda.is_available():
+            stats = stats.cuda()
+        dist.all_reduce(stats, group=ps.get_data_parallel_group())
+        return stats
+
+    def _loss_stats(self, reports) -> tuple[float, float]:
+        """(sum w*nll, sum w) of the step from the last pipeline stage, on every rank."""
+        from megatron.core import parallel_state as ps
 
         dev = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
-        # [sum w*nll, sum w] from the last stage; real tokens and attention pairs from the data.
-        stats = torch.zeros(4, dtype=torch.float64, device=dev)
+        stats = torch.zeros(2, dtype=torch.float64, device=dev)
         if ps.is_pipeline_last_stage(ignore_virtual=True):
             for r in reports:
-                stats[:2] += r["weighted_nll"].to(dev)
-        stats[2] = sum(int(mb["num_real_tokens"]) for mb in micro)
-        stats[3] = sum(int(mb["attn_pairs"]) for mb in micro)
+                stats += r["weighted_nll"].to(dev)
         dist.all_reduce(stats, group=ps.get_data_parallel_group())
         if ps.get_pipeline_model_parallel_world_size() > 1:
             dist.broadcast(stats, src=ps.get_pipeline_model_parallel_last_rank(),
                            group=ps.get_pipeline_model_parallel_group())
-        wnll, wsum, tokens, pairs = (float(x) for x in stats.tolist())
+        wnll, wsum = (float(x) for x in stats.tolist())
+        return wnll, wsum
+
+    def _grads_finite(self) -> bool:
+        """For megatron-core's fp32 optimizer, which has no found-inf check: every gradient
+        finite on every rank (the mixed-precision / distributed optimizers check in step())."""
+        flags = [torch.isfinite(p.main_grad if getattr(p, "main_grad", None) is not None else p.grad).all()
+                 for chunk in self.model for p in chunk.parameters()
+                 if getattr(p, "main_grad", None) is not None or p.grad is not None]
+        bad = (~torch.stack(flags)).sum().float() if flags else torch.zeros(())
+        if torch.cuda.is_available():
+            bad = bad.cuda()
+        dist.all_reduce(bad)
+        return float(bad) == 0
+
+    def train_step(self) -> dict[str, Any]:
+        from megatron.core import parallel_state as ps
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        start = time.perf_counter()
+        micro = self.batches.micro_batches(self.step)
+        data = self._data_stats(micro)
+        weight_sum = data[0]
+        n_bad = int(data[1])
+        for what in getattr(self.batches, "bad_documents", ()):  # the rank that read a bad document names it
+            print(f"[srft train] rank {dist.get_rank()} step {self.step + 1}: {what}; step skipped", flush=True)
+        wnll = wsum = None
+        update_ok, grad_norm = False, None
+        skip_reason = None
+        empty = False
+        if n_bad or not math.isfinite(float(weight_sum)):
+            skip_reason = f"bad data: {n_bad} documents with non-finite/negative loss weights or out-of-vocabulary tokens"
+        elif float(weight_sum) == 0.0:
+            empty = True  # nothing to learn: not run, not applied
+        else:
+            for chunk in self.model:
+                chunk.zero_grad_buffer()
+            self.optimizer.zero_grad()
+            iters = [iter(micro) for _ in self.model]
+            reports = get_forward_backward_func()(
+                forward_step_func=self._forward_step(weight_sum),
+                data_iterator=iters if len(iters) > 1 else iters[0],
+                model=self.model, num_microbatches=len(micro), seq_length=self.cfg.model.seq_length,
+                micro_batch_size=self.cfg.train.micro_batch_size, forward_only=False)
+            wnll, wsum = self._loss_stats(reports)
+            if not math.isfinite(wnll):
+                skip_reason = "non-finite loss"
+            elif not self._has_found_inf and not self._grads_finite():
+                skip_reason = "non-finite gradients"
+            else:
+                update_ok, grad_norm, _ = self.optimizer.step()  # megatron-core's found-inf skip
+                if not update_ok:
+                    skip_reason = "non-finite gradients (megatron-core found-inf)"
+                elif grad_norm is not None and not math.isfinite(float(grad_norm)):
+                    skip_reason = "non-finite gradient norm"  # applied already: counted, and it stops the run
+        if update_ok:
+            self.scheduler.step(increment=1)  # a step not applied leaves the schedule where it was
+        self.step += 1
+        self.consumed_samples += self.cfg.train.global_batch_size
+        if skip_reason is not None:
+            self.counts["skipped"] += 1
+            self.consecutive_skips += 1
+        else:
+            self.consecutive_skips = 0
+            self.counts["empty" if empty else "applied"] += 1
+        return self._step_record(data, wnll, wsum, grad_norm, update_ok, skip_reason, empty,
+                                 time.perf_counter() - start)
+
+    def _step_record(self, data, wnll, wsum, grad_norm, update_ok, skip_reason, empty, seconds) -> dict[str, Any]:
+        from srft_megatron.training.metrics import step_flops
+
+        weight_sum, _, tokens, pairs = (float(x) for x in data.tolist())
         world = dist.get_world_size()
-        flops = step_flops(self.shape, int(tokens), int(pairs))
+        flops = step_flops(self.shape, int(tokens), int(pairs)) if wnll is not None else 0.0
+        loss = wnll / wsum if wnll is not None and wsum and wsum > 0 else None
         return {
             "step": self.step,
-            "loss": wnll / wsum if wsum > 0 else 0.0,
+            "loss": loss if loss is not None and math.isfinite(loss) else None,
             "grad_norm": float(grad_norm) if grad_norm is not None else None,
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "tokens": int(tokens),
-            "weighted_tokens": float(weight_sum),
-            "weighted_fraction": float(weight_sum) / tokens if tokens else 0.0,
+            "weighted_tokens": weight_sum,
+            "weighted_fraction": weight_sum / tokens if tokens and math.isfinite(weight_sum) else 0.0,
             "tokens_per_s": tokens / seconds,
             "tflops_per_gpu": flops / seconds / world / 1e12,
             "step_time_s": seconds,
             "consumed_samples": self.consumed_samples,
             "update_ok": bool(update_ok),
+            "skipped": skip_reason is not None,
+            "skip_reason": skip_reason,
+            "empty": empty,
         }
 
     # ---- the loop ------------------------------------------------------------------------
@@ -274,31 +380,86 @@ class Trainer:
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.is_logger, desc="train",
                    unit="step")
         healthy = False  # save at exit only after a clean stop (not after an error or a NaN)
+        failure = None
         try:
             while self.step < t.steps:
                 record = self.train_step()
-                if self.step % self.cfg.logging.log_interval == 0 or self.step == t.steps:
+                if (self.step % self.cfg.logging.log_interval == 0 or self.step == t.steps
+                        or record["skipped"] or record["empty"]):
                     metrics.log(record)
                 bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", gnorm=f"{record['grad_norm'] or 0:.3f}")
-                if not math.isfinite(record["loss"]):
-                    self._log_line(f"non-finite loss at step {self.step}; stopping")
-                    return 1
+                bar.set_postfix(loss=f"{record['loss'] or 0:.4f}", gnorm=f"{record['grad_norm'] or 0:.3f}",
+                                skipped=self.counts["skipped"])
+                if record["skipped"]:
+                    self._log_line(f"step {self.step} skipped ({record['skip_reason']}); "
+                                   f"{self.consecutive_skips} in a row, limit {t.max_skipped_steps}")
+                failure = self._failure(record)
+                if failure:
+                    break
                 if ck.save_interval and self.step % ck.save_interval == 0:
                     self.save()
                     last_saved = self.step
                 if (t.exit_after_step is not None and self.step >= t.exit_after_step) or self._should_stop():
                     break
-            healthy = True
+            healthy = failure is None
+        except NonFiniteParameters as exc:
+            failure = str(exc)
         finally:
             bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            if healthy and ck.save_on_exit and self.step != last_saved and self.step > 0:
-                self.save()
+            try:
+                if healthy and ck.save_on_exit and self.step != last_saved and self.step > 0:
+                    self.save()
+            except NonFiniteParameters as exc:
+                failure = str(exc)
             metrics.close()
+            self._write_summary(failure)
+        if failure:
+            self._log_line(f"error: {failure}")
+            return 1
         return 0
+
+    def _failure(self, record: dict[str, Any]) -> str | None:
+        """Why the run must stop after this step (None to go on)."""
+        t = self.cfg.train
+        if self.consecutive_skips >= t.max_skipped_steps:
+            return (f"{self.consecutive_skips} steps in a row were skipped (train.max_skipped_steps="
+                    f"{t.max_skipped_steps}), the last for {record['skip_reason']}; stopping without saving")
+        if record["skip_reason"] == "non-finite gradient norm":
+            return "the gradient norm was not finite after an applied update; stopping without saving"
+        if t.max_empty_steps and self.counts["applied"] == 0 and self.counts["empty"] >= t.max_empty_steps:
+            return self._empty_cause()
+        return None
+
+    def _empty_cause(self) -> str:
+        """The stop message when the first steps trained nothing, with the likely cause."""
+        from srft_megatron.dataset import check_dataset
+
+        parts = []
+        for prefix in self.cfg.data.prefixes:
+            info = check_dataset(prefix)
+            policy = (info.meta.get("policy") or {}).get("name", "?") if isinstance(info.meta.get("policy"), dict) else "?"
+            parts.append(f"{prefix}: {info.weighted_tokens:.0f} of {info.tokens} tokens weighted, policy {policy}")
+        return (f"the first {self.counts['empty']} steps had no weighted token (train.max_empty_steps="
+                f"{self.cfg.train.max_empty_steps}): nothing is being trained. Datasets: {'; '.join(parts)}. "
+                "Likely: a policy or labels that mask almost every step, a blend weighting a dataset without "
+                "weighted tokens, or documents whose steps start beyond model.seq_length")
+
+    def _write_summary(self, failure: str | None) -> None:
+        summary = {"steps": self.step, **{f"{k}_steps": v for k, v in self.counts.items()},
+                   "consumed_samples": self.consumed_samples, "ok": failure is None, "error": failure}
+        if self.is_logger:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n",
+                                                             encoding="utf-8")
+            self._log_line(f"{self.step} steps: {self.counts['applied']} applied, {self.counts['skipped']} "
+                           f"skipped (non-finite or bad data), {self.counts['empty']} empty (no weighted token)")
 
     def _log_line(self, text: str) -> None:
         if not dist.is_initialized() or dist.get_rank() == 0:
             print(f"[srft train] {text}", flush=True)
+
+
+class NonFiniteParameters(RuntimeError):
+    """The parameters hold NaN or Inf: nothing may be saved from them."""

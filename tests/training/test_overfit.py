@@ -36,8 +36,13 @@ def compact_vocabulary(src: str, dst, multiple: int = 128) -> int:
         for i in range(len(docs)):
             tok, w = docs.document(i)
             writer.add(np.array([remap[int(t)] for t in tok], dtype=np.int32), np.array(w))
-        writer.commit({**docs.meta, "note": "token ids renumbered densely for a CPU overfit test"})
-    return -(-(len(ids) + 1) // multiple) * multiple
+        vocab = -(-(len(ids) + 1) // multiple) * multiple
+        # the ids are no longer the tokenizer's: say so, or training refuses a 151,665-token
+        # tokenizer on a model of `vocab` rows
+        tokenizer = {**docs.meta["tokenizer"], "name": "qwen2.5 (renumbered)", "vocab_size": vocab}
+        writer.commit({**docs.meta, "tokenizer": tokenizer,
+                       "note": "token ids renumbered densely for a CPU overfit test"})
+    return vocab
 
 
 @pytest.mark.slow
