@@ -138,8 +138,11 @@ class ProfileModel(LitellmModel):
     def _query(self, messages: list[dict], **kwargs):
         import litellm
 
-        return litellm.completion(model=self.config.model_name, messages=messages,
-                                  tools=self.profile.request_tools(), **(self.config.model_kwargs | kwargs))
+        # _skip_mcp_handler: with `tools`, litellm (.venv-agent's pin) first imports its MCP gateway,
+        # which needs the `mcp` package the agent venv lacks (ModuleNotFoundError on every request);
+        # our tools are plain function schemas, never MCP servers
+        return litellm.completion(model=self.config.model_name, messages=messages, tools=self.profile.request_tools(),
+                                  _skip_mcp_handler=True, **(self.config.model_kwargs | kwargs))
 
     def _parse_actions(self, response) -> list[dict]:
         return self._actions([c.model_dump() for c in (response.choices[0].message.tool_calls or [])])

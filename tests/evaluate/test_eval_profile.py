@@ -47,3 +47,42 @@ def test_without_a_profile_the_overlay_is_mini_swe_agents_own(tmp_path):
 def test_an_xml_profile_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match="swe-smith: render 'xml'"):
         _overlay(tmp_path, "swe-smith")
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_evaluate_with_a_profile_runs_mini_swe_agents_batch_runner_on_vllm(agent_python, tmp_path):
+    """End to end up to the harness: `srft evaluate --profile swe-agent` serves a tiny random model
+    with vLLM CPU and mini-swe-agent's own SWE-bench runner loads the profile's model class by
+    import path, renders the profile's prompts, and sends the profile's tools with each request."""
+    import json
+    import subprocess
+
+    from tests.evaluate.conftest import ROOT
+    from tests.evaluate.test_eval_pipeline import _instance
+    from tests.vllm_server import build_tiny_model, vllm_python
+
+    model = build_tiny_model(tmp_path / "tiny-qwen2")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    problem = "add(2, 3) returns -1; fix calc.add"
+    dataset = tmp_path / "instances.jsonl"
+    dataset.write_text(json.dumps(_instance("example__calc-1", problem)) + "\n")
+    run = tmp_path / "eval-profile"
+    cmd = [str(ROOT / ".venv" / "bin" / "srft"), "evaluate", "--model", str(model), "--served-name", "tiny",
+           "--vllm-python", str(vllm_python()), "--vllm-cpu", "--max-model-len", "32768", "--subset", str(dataset),
+           "--rollouts", "1", "--output", str(run), "--profile", "swe-agent", "--environment", "local",
+           "--agent-set", f"environment.cwd={repo}", "--agent-set", "agent.step_limit=2", "--max-tokens", "24",
+           "--agent-workers", "1", "--ready-timeout", "300", "--harness", "skip"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    traj = json.loads((run / "rollout-01" / "agent" / "example__calc-1" / "example__calc-1.traj.json").read_text())
+    config = traj["info"]["config"]
+    assert config["model_type"] == PROFILE_MODEL and config["model"]["shell_actions"] is True
+    profile = load_agent_profile("swe-agent")
+    system, user = traj["messages"][:2]
+    assert system["content"] == profile.fill("system_template", problem_statement=problem)
+    assert user["content"] == profile.fill("instance_template", problem_statement=problem)
+    assert traj["info"]["model_stats"]["api_calls"] == 2
+    assert (run / "vllm.log").read_text().count("POST /v1/chat/completions") == 2
