@@ -12,6 +12,7 @@ daemon; predictions are kept, rerun on a machine with Docker), 1 a step failed.
         --max-model-len 32768 --output runs/eval-srft-7b
     srft evaluate --model ckpt/srft-7b-hf --rollouts 1 --instances astropy__astropy-12907 --output runs/smoke
     srft evaluate --endpoint http://node17:8000/v1 --served-name srft-7b --output runs/eval-srft-7b
+    srft evaluate --model ckpt/srft-7b-hf --profile swe-agent --output runs/eval-srft-7b-swe-agent  # trained scaffold
 """
 
 from __future__ import annotations
