@@ -1,7 +1,7 @@
 """`srft demo` end to end, as `make demo` runs it, in a shorter variant for CI time: the real
 stages as subprocesses (ingest, view, preprocess with the Qwen2.5 tokenizer, torchrun training
 with TP=2 over two gloo processes, conversion to Hugging Face, transformers generate, report).
-The full-length demo (`make demo`, 40 steps) differs only in --steps and --seq-length."""
+The full-length demo (`make demo`, 20 steps) differs only in --steps and --seq-length."""
 
 from __future__ import annotations
 
