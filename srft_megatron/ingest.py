@@ -35,7 +35,7 @@ from typing import Any, Iterator
 
 from srft_megatron.errors import InputError
 from srft_megatron.io import iter_jsonl_tolerant, iter_lines, read_text
-from srft_megatron.trajectory import ROLES, Trajectory, validate_messages, validate_tools
+from srft_megatron.trajectory import ROLES, Trajectory, is_step, validate_messages, validate_tools
 
 
 @dataclass
@@ -102,9 +102,10 @@ def normalise_messages(raw_messages: Any, traj_id: str, roles: dict[str, str] | 
         role = raw.get("role")
         role = (roles or {}).get(role, role) if isinstance(role, str) else role
         demo = bool(raw.get("is_demo"))
-        if role == "assistant" and not demo:
+        agent_step = is_step({"role": role, "is_demo": demo})
+        if agent_step:
             step += 1
-        where = {"traj_id": traj_id, "step": step if role == "assistant" and not demo else None}
+        where = {"traj_id": traj_id, "step": step if agent_step else None}
         if role not in ROLES:
             raise InputError(f"unknown role {role!r} in message {index}", **where)
         msg: dict[str, Any] = {"role": role, "content": _flatten_content(raw.get(text_key), where)}

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from srft_megatron.errors import ConfigError
+from srft_megatron.trajectory import is_step
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -121,7 +122,7 @@ class Demo:
         if len(rows) != len(trajs):
             raise DemoError(f"ingest wrote {len(rows)} trajectories for {len(trajs)} files")
         resolved = sum(1 for row in rows if row["resolved"])
-        steps = sum(1 for row in rows for m in row["messages"] if m["role"] == "assistant")
+        steps = sum(1 for row in rows for m in row["messages"] if is_step(m))
         r.facts.append(f"{len(rows)} SWE-agent trajectories ({resolved} resolved, {len(rows) - resolved} not), "
                        f"{steps} assistant steps")
         r.outputs.append(("normalised trajectories", out))
