@@ -197,10 +197,11 @@ class Demo:
                      f"parallel.tensor={tp}", f"train.steps={self.args.steps}", "train.global_batch_size=2",
                      "train.micro_batch_size=1", f"data.prefixes=[{self.prefix}]"]
         self.srft("train", "--config", self.args.config, "--run-dir", str(run_dir), *overrides, torchrun=tp)
-        latest = run_dir / "checkpoints" / "latest"
-        if not latest.is_file():
-            raise DemoError(f"training wrote no checkpoint ({latest} missing)")
-        self.checkpoint = run_dir / "checkpoints" / latest.read_text().strip()
+        from srft_megatron.training.checkpoint import latest_checkpoint
+
+        self.checkpoint = latest_checkpoint(run_dir / "checkpoints")
+        if self.checkpoint is None:
+            raise DemoError(f"training wrote no checkpoint ({run_dir / 'checkpoints' / 'latest'} missing)")
         metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
         if len(metrics) != self.args.steps:
             raise DemoError(f"metrics.jsonl has {len(metrics)} steps, expected {self.args.steps}")

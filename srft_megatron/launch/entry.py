@@ -14,23 +14,26 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from srft_megatron.errors import InputError
+from srft_megatron.errors import CheckpointError, InputError
 
 LATEST_PREFIX = "@latest:"
 
 
 def resolve(arg: str) -> str:
+    """`@latest:DIR` -> the checkpoint DIR/latest names, by the checkpoint module's own rule."""
     if not arg.startswith(LATEST_PREFIX):
         return arg
+    from srft_megatron.training.checkpoint import LATEST, latest_checkpoint
+
     directory = Path(arg[len(LATEST_PREFIX):])
-    marker = directory / "latest"
-    if not marker.is_file():
-        raise InputError(f"no checkpoint to use: {marker} does not exist (did training save one?)",
-                         file=str(marker))
-    name = marker.read_text().strip()
-    if not name or not (directory / name).is_dir():
-        raise InputError(f"{marker} names {name!r}, which is not a checkpoint directory", file=str(marker))
-    return str(directory / name)
+    try:
+        ckpt = latest_checkpoint(directory)
+    except CheckpointError as exc:
+        raise InputError(str(exc), file=str(directory / LATEST)) from None
+    if ckpt is None:
+        raise InputError(f"no checkpoint to use: {directory / LATEST} does not exist (did training save one?)",
+                         file=str(directory / LATEST))
+    return str(ckpt)
 
 
 def main(argv: list[str] | None = None) -> int:

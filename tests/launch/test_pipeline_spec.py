@@ -96,12 +96,16 @@ def test_sbatch_scripts_agree_with_the_layout(tmp_path):
 def test_latest_reference_resolves_to_the_newest_checkpoint(tmp_path, capsys):
     ckpts = tmp_path / "checkpoints"
     (ckpts / "iter_0000004").mkdir(parents=True)
+    (ckpts / "iter_0000004" / "srft_checkpoint.json").write_text("{}")   # complete: its marker is there
     (ckpts / "latest").write_text("iter_0000004\n")
     assert resolve(f"@latest:{ckpts}") == str(ckpts / "iter_0000004")
     assert resolve("--output") == "--output"
     (ckpts / "latest").write_text("iter_0000009\n")
     assert entry_main(["convert", "to-hf", "--checkpoint", f"@latest:{ckpts}", "--output", "x"]) == 2
-    assert "names 'iter_0000009', which is not a checkpoint directory" in capsys.readouterr().err
+    assert "checkpoints/iter_0000009 named by" in capsys.readouterr().err     # missing: refused, named
+    (ckpts / "iter_0000009").mkdir()
+    assert entry_main(["convert", "to-hf", "--checkpoint", f"@latest:{ckpts}", "--output", "x"]) == 2
+    assert "incomplete (no srft_checkpoint.json)" in capsys.readouterr().err  # no marker: refused too
     assert entry_main(["convert", "to-hf", "--checkpoint", f"@latest:{tmp_path / 'none'}"]) == 2
     assert "did training save one?" in capsys.readouterr().err
 
