@@ -49,9 +49,9 @@ import torch.distributed as dist
 
 from srft_megatron.errors import CheckpointError, ConfigError
 from srft_megatron.io import write_json
+from srft_megatron.training.integrity import MARKER, read_marker  # noqa: F401  (read_marker: re-exported)
 
 FORMAT_VERSION = 1
-MARKER = "srft_checkpoint.json"
 LATEST = "latest"
 
 
@@ -82,19 +82,6 @@ def _load_into_model(model_chunks, loaded: dict[str, Any], strict: bool = True) 
     keys = ["model"] if len(chunks) == 1 else [f"model{i}" for i in range(len(chunks))]
     for chunk, key in zip(chunks, keys):
         chunk.load_state_dict(loaded[key], strict=strict)
-
-
-def read_marker(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
-    path = Path(ckpt_dir) / MARKER
-    if not path.is_file():
-        raise ConfigError(f"{ckpt_dir} is not a complete srft checkpoint (no {MARKER})")
-    try:
-        marker = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {ckpt_dir}: {MARKER} is unreadable ({type(exc).__name__}: {exc})") from None
-    if not isinstance(marker, dict):
-        raise CheckpointError(f"checkpoint {ckpt_dir}: {MARKER} is not an object")
-    return marker
 
 
 def _save(sharded: dict[str, Any], ckpt_dir: Path, marker: dict[str, Any]) -> dict[str, Any]:

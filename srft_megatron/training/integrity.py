@@ -135,7 +135,9 @@ def checksum_directory(ckpt_dir: str | os.PathLike) -> tuple[dict[str, dict[str,
     return files, {"bytes": float(sum(sizes.values())), "seconds": slowest}
 
 
-def _read_marker(ckpt_dir: Path) -> dict[str, Any]:
+def read_marker(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's marker (written last: its absence means the save did not finish)."""
+    ckpt_dir = Path(ckpt_dir)
     path = ckpt_dir / MARKER
     if not path.is_file():
         raise CheckpointError(f"checkpoint {ckpt_dir} is incomplete: no {MARKER} (written last, so the save "
@@ -153,7 +155,7 @@ def check_files(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
     """The cheap part of verification (no hashing): the marker reads and every recorded file is
     there with its recorded size. Returns the marker."""
     root = Path(ckpt_dir)
-    marker = _read_marker(root)
+    marker = read_marker(root)
     files = marker.get("files")
     if not isinstance(files, dict):
         return marker  # written before checksums: nothing recorded to compare with
