@@ -5,7 +5,7 @@ tool-call arguments, plus `tools`, `add_generation_prompt=True`) is tokenised by
 own transformers version and chat-template code path. The served model is a tiny random Qwen2
 whose directory holds the real Qwen2.5 tokenizer and our chat template
 (`srft_megatron.load_tokenizer("qwen2.5").save_pretrained`); only its tokenizer matters here.
-One server for the module (~30 s to start), then one request per step and render mode.
+One server for the session (tests/conftest.py, shared with the scaffold check), then one request per step and render mode.
 """
 
 from __future__ import annotations
@@ -16,36 +16,18 @@ import httpx
 import pytest
 
 from srft_megatron.render import template_messages
+from tests.conftest import QWEN_TOKENIZER_SERVED as SERVED
 from tests.data.test_parity import (brought_trajectories, check_parity,  # noqa: F401 (fixtures)
                                     example_trajectories, newline_trajectory, with_agent_tools)
 
 pytestmark = pytest.mark.vllm
-SERVED = "qwen-tokenizer"
 
 
 @pytest.fixture(scope="module")
-def tokenize_server(tmp_path_factory):
-    """A vLLM server for the tiny model with the Qwen2.5 tokenizer; started once more if the
-    first start dies (another process's /dev/shm clean-up on a shared machine, see
-    tests/convert/test_vllm_load.py), reported with the log on the second failure."""
-    from tests.convert.tiny_hf import save_tiny_qwen2
-    from tests.vllm_server import VllmServer
-
-    model = save_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen-tok") / "model", vocab_size=151936,
-                            tokenizer=True, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
-                            max_position_embeddings=32768)
-    for attempt in (1, 2):
-        server = VllmServer(model, served_name=SERVED, max_model_len=32768).start()
-        try:
-            server.wait_ready()
-            break
-        except RuntimeError:
-            server.stop()
-            if attempt == 2:
-                raise
-    with httpx.Client(base_url=server.url.removesuffix("/v1"), timeout=120) as client:
+def tokenize_server(qwen_tokenizer_server):
+    """A client of the session's vLLM server with the Qwen2.5 tokenizer (tests/conftest.py)."""
+    with httpx.Client(base_url=qwen_tokenizer_server.url.removesuffix("/v1"), timeout=120) as client:
         yield client
-    server.stop()
 
 
 def vllm_prompt_ids(client: httpx.Client):

@@ -3,7 +3,7 @@
 tool-call arguments as the agent sends them), equal the training render at every step.
 
 The served model is a tiny random Qwen2 holding the real Qwen2.5 tokenizer and our chat template;
-only its tokenizer matters. One server for the module (~30 s to start)."""
+only its tokenizer matters. One server for the session (tests/conftest.py, shared with the data parity test)."""
 
 from __future__ import annotations
 
@@ -14,31 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import QWEN_TOKENIZER_SERVED
+
 pytestmark = pytest.mark.vllm
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "trajectories"
-SERVED = "qwen-tokenizer"
+SERVED = QWEN_TOKENIZER_SERVED
 
 
 @pytest.fixture(scope="module")
-def endpoint(tmp_path_factory):
-    from tests.convert.tiny_hf import save_tiny_qwen2
-    from tests.vllm_server import VllmServer
-
-    model = save_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen-tok") / "model", vocab_size=151936,
-                            tokenizer=True, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
-                            max_position_embeddings=32768)
-    for attempt in (1, 2):  # a first start can die of another process's /dev/shm clean-up (test_parity_vllm)
-        server = VllmServer(model, served_name=SERVED, max_model_len=32768).start()
-        try:
-            server.wait_ready()
-            break
-        except RuntimeError:
-            server.stop()
-            if attempt == 2:
-                raise
-    yield server.url
-    server.stop()
+def endpoint(qwen_tokenizer_server):
+    """The session's vLLM server with the Qwen2.5 tokenizer (tests/conftest.py)."""
+    return qwen_tokenizer_server.url
 
 
 @pytest.mark.parametrize("name", ["datekit-2__wandering", "datekit-3__misused_tools"])
