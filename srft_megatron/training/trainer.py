@@ -339,6 +339,8 @@ class Trainer:
             "grad_norm": float(grad_norm) if grad_norm is not None else None,
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "tokens": int(tokens),
+            # real tokens / positions computed (padding is computed too): what packing achieved
+            "packing_utilisation": tokens / (self.cfg.train.global_batch_size * self.cfg.model.seq_length),
             "weighted_tokens": weight_sum,
             "weighted_fraction": weight_sum / tokens if tokens and math.isfinite(weight_sum) else 0.0,
             "tokens_per_s": tokens / seconds,

@@ -46,14 +46,16 @@ def test_blend_follows_weights_and_keeps_weights_aligned(two_datasets):
 
 
 def test_packing_keeps_whole_documents_within_seq_length():
-    lengths = np.array([10, 30, 65, 5, 40, 20, 100])
+    lengths = np.array([10, 30, 65, 5, 40, 20, 64])
     order, bounds = pack_documents(lengths, 64, None, seed=0, pack=True)
     assert sorted(order.tolist()) == list(range(len(lengths)))  # one epoch, every document once
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        used = np.minimum(lengths[order[lo:hi]], 65) - 1
-        assert used.sum() <= 64 or hi - lo == 1  # a sample overflows only with one (truncated) document
-    order2, bounds2 = pack_documents(lengths, 64, 20, seed=0, pack=False)
+        assert (lengths[order[lo:hi]] - 1).sum() <= 64           # whole documents, within the sample
+    with pytest.raises(ValueError, match=r"more than seq_length \+ 1"):
+        pack_documents(np.array([10, 66]), 64, None, seed=0, pack=True)  # never split: refused
+    order2, bounds2 = pack_documents(np.array([10, 30, 100]), 64, 20, seed=0, pack=False)
     assert len(bounds2) - 1 >= 20 and np.all(np.diff(bounds2) == 1)
+    assert sorted(order2[:3].tolist()) == [0, 1, 2]                # one document per sample, epoch by epoch
 
 
 def test_step_batches_partition_the_global_batch(two_datasets):

@@ -152,6 +152,8 @@ def test_cli_runs_tiny_config_end_to_end(setup, tmp_path):
         assert {"step", "loss", "grad_norm", "tokens", "lr", "tokens_per_s", "tflops_per_gpu",
                 "weighted_fraction"} <= set(m)
         assert 0 < m["weighted_fraction"] < 1 and m["tokens"] > 0
+        positions = 8 * 128                                   # tiny.yaml: global batch 8, seq_length 128
+        assert m["packing_utilisation"] == m["tokens"] / positions and 0 < m["packing_utilisation"] <= 1
     assert (run / "checkpoints" / "latest").read_text().strip() == "iter_0000004"
     assert sorted(p.name for p in (run / "checkpoints").glob("iter_*")) == ["iter_0000002", "iter_0000004"]
     assert list((run / "tensorboard").iterdir())
