@@ -14,8 +14,12 @@ import sys
 from tests.launch.conftest import ROOT
 
 RECORDER = """#!{python}
-import json, os, sys, time
+import glob, json, os, sys, time
 role = {role!r}
+if role == "label":   # as `srft label --wait-for-endpoints` does: the replicas are up before it labels
+    deadline = time.monotonic() + 50
+    while len(glob.glob(os.path.join({out!r}, "vllm-*.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
 with open(os.path.join({out!r}, f"{{role}}-{{os.getpid()}}.json"), "w") as f:
     json.dump({{"argv": sys.argv[1:], "vllm_key": os.environ.get("VLLM_API_KEY"),
                "openai_key": os.environ.get("OPENAI_API_KEY")}}, f)
