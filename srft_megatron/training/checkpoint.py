@@ -36,7 +36,6 @@ trainer never saves non-finite parameters (`Trainer.save`), so `latest` never po
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil

@@ -274,7 +274,6 @@ class Trainer:
         return float(bad) == 0
 
     def train_step(self) -> dict[str, Any]:
-        from megatron.core import parallel_state as ps
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
         start = time.perf_counter()
