@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from srft_megatron.report import dataset_summary, print_summary
+    from srft_megatron.dataset_report import dataset_summary, print_summary
 
     summaries = []
     for prefix in args.prefixes:

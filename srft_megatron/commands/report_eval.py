@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from srft_megatron.evaluate.report import build_report, print_terminal, write_outputs
-    from srft_megatron.evaluate.reports import load_model_results
+    from srft_megatron.evaluate.summary import build_report, print_terminal, write_outputs
+    from srft_megatron.evaluate.results import load_model_results
 
     names = [name for name, _ in args.run]
     if len(set(names)) != len(names):

@@ -23,7 +23,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from srft_megatron.evaluate.reports import ROLLOUT_REPORT, read_harness_report
+from srft_megatron.evaluate.results import ROLLOUT_REPORT, read_harness_report
 from srft_megatron.io import atomic_path
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 
 def plot_report(report, path: str | Path) -> None:
-    """Write the PNG for an `EvalReport` (see srft_megatron.evaluate.report)."""
+    """Write the PNG for an `EvalReport` (see srft_megatron.evaluate.summary)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -19,7 +19,7 @@ import pytest
 
 from srft_megatron.evaluate.agent import instance_filter
 from srft_megatron.evaluate.harness import HarnessConfig, HarnessUnavailable, run_harness
-from srft_megatron.evaluate.reports import read_predictions
+from srft_megatron.evaluate.results import read_predictions
 from tests.evaluate.conftest import ROOT
 from tests.vllm_server import build_tiny_model, vllm_python
 

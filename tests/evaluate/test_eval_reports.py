@@ -14,7 +14,7 @@ import pytest
 
 from srft_megatron.cli import main as srft
 from srft_megatron.errors import InputError
-from srft_megatron.evaluate.reports import load_model_results, read_harness_report, read_predictions
+from srft_megatron.evaluate.results import load_model_results, read_harness_report, read_predictions
 from tests.evaluate.conftest import INSTANCES, P, ROOT
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from srft_megatron.errors import InputError
-from srft_megatron.evaluate.report import build_report
+from srft_megatron.evaluate.summary import build_report
 from srft_megatron.evaluate.stats import (ResultTable, mean_std, paired_bootstrap, pass_at_k,
                                           pass_at_k_instance, per_instance, resolved_percent, summarize)
 
