@@ -35,7 +35,8 @@ from typing import Any, Iterator
 
 from srft_megatron.errors import InputError
 from srft_megatron.io import iter_jsonl_tolerant, iter_lines, read_text
-from srft_megatron.trajectory import ROLES, Trajectory, is_step, validate_messages, validate_tools
+from srft_megatron.swebench_report import resolved_by_id
+from srft_megatron.trajectory import Trajectory, message_steps, validate_messages, validate_tools
 
 
 @dataclass
@@ -92,22 +93,16 @@ def normalise_messages(raw_messages: Any, traj_id: str, roles: dict[str, str] | 
 
     `roles` renames source roles (nebius rows say `ai`); `text_key` is where a source keeps the
     text (`text` in nebius rows). A demonstration turn keeps `"is_demo": true`: it is context the
-    agent saw, not one of its steps (`trajectory.is_step`)."""
+    agent saw, not one of its steps (`trajectory.message_steps` numbers them)."""
     if not isinstance(raw_messages, list) or not raw_messages:
         raise InputError("empty trajectory (no messages)", traj_id=traj_id)
-    messages, step = [], 0
-    for index, raw in enumerate(raw_messages):
-        if not isinstance(raw, dict):
-            raise InputError(f"message {index} is not an object (got {type(raw).__name__})", traj_id=traj_id)
-        role = raw.get("role")
-        role = (roles or {}).get(role, role) if isinstance(role, str) else role
-        demo = bool(raw.get("is_demo"))
-        agent_step = is_step({"role": role, "is_demo": demo})
-        if agent_step:
-            step += 1
-        where = {"traj_id": traj_id, "step": step if agent_step else None}
-        if role not in ROLES:
-            raise InputError(f"unknown role {role!r} in message {index}", **where)
+    if roles:  # a shallow copy under our role name, so that steps are numbered as in the output
+        raw_messages = [dict(raw, role=roles.get(raw["role"], raw["role"]))
+                        if isinstance(raw, dict) and isinstance(raw.get("role"), str) else raw for raw in raw_messages]
+    messages = []
+    for _, raw, step in message_steps(raw_messages, traj_id):  # refuses non-objects and unknown roles
+        role, demo = raw["role"], bool(raw.get("is_demo"))
+        where = {"traj_id": traj_id, "step": step}
         msg: dict[str, Any] = {"role": role, "content": _flatten_content(raw.get(text_key), where)}
         if role == "assistant" and raw.get("tool_calls"):
             msg["tool_calls"] = _normalise_tool_calls(raw["tool_calls"], where)
@@ -471,18 +466,7 @@ def read_resolved(path: str | Path, errors: list[InputError] | None = None) -> d
         data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
-    if isinstance(data, dict) and ("resolved_ids" in data or "unresolved_ids" in data):
-        for field in ("resolved_ids", "unresolved_ids", "error_ids", "empty_patch_ids", "incomplete_ids"):
-            ids = data.get(field, [])
-            if not isinstance(ids, list) or not all(isinstance(k, str) for k in ids):
-                raise InputError(f"swebench report field {field!r} must be a list of ids", file=str(path))
-            for key in ids:
-                if field == "resolved_ids":
-                    out[key] = True
-                else:
-                    out.setdefault(key, False)
-        return out
-    if isinstance(data, dict) and data and all(isinstance(v, dict) and isinstance(v.get("resolved"), bool)
-                                               for v in data.values()):
-        return {k: v["resolved"] for k, v in data.items()}
+    report = resolved_by_id(data, path)  # the harness's summary or per-instance report
+    if report is not None:
+        return report
     raise InputError("not a swebench report, JSONL or CSV of id -> resolved", file=str(path))

@@ -23,8 +23,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from srft_megatron.evaluate.results import ROLLOUT_REPORT, read_harness_report
+from srft_megatron.evaluate.results import ROLLOUT_REPORT
 from srft_megatron.io import atomic_path
+from srft_megatron.swebench_report import read_harness_report
 
 
 class HarnessUnavailable(RuntimeError):

@@ -1,12 +1,10 @@
-"""Readers for the swebench harness's files: the run summary report and prediction files.
+"""A model's rollouts as a `ResultTable`, from the swebench harness's summary reports, and the
+prediction files the harness reads.
 
-Why: `srft report-eval` must read what the harness really writes, not a format of ours.
-The summary report is the JSON that `swebench.harness.reporting.make_run_report` writes to
-`{model_name_or_path}.{run_id}.json` (schema_version 2 in swebench 5.0.2): counts
-(`total_instances`, `resolved_instances`, ...) and id lists (`resolved_ids`,
-`unresolved_ids`, `completed_ids`, `incomplete_ids`, `empty_patch_ids`, `error_ids`, ...).
-`incomplete_ids` lists every dataset instance without a prediction, so the union of the id
-lists is the evaluated instance set; we check it against `total_instances`.
+Why: `srft report-eval` must read what the harness really writes, not a format of ours. The
+summary report itself is read by `srft_megatron.swebench_report` (the one reader, shared with
+`srft ingest --resolved`); this module gathers a model's reports, checks that its rollouts cover
+one benchmark, and builds the per-instance table that `stats` works on.
 
 Prediction files are what `run_evaluation --predictions_path` accepts: JSONL (one
 `{instance_id, model_name_or_path, model_patch}` a line), a JSON list of those, or a JSON
@@ -25,71 +23,9 @@ from pathlib import Path
 from srft_megatron.errors import InputError
 from srft_megatron.evaluate.stats import ResultTable
 from srft_megatron.io import iter_jsonl
+from srft_megatron.swebench_report import HarnessReport, read_harness_report
 
-# Every id list of the summary report whose ids are dataset instances.
-_INSTANCE_LISTS = ("resolved_ids", "unresolved_ids", "completed_ids", "incomplete_ids",
-                   "empty_patch_ids", "error_ids")
-_REQUIRED = ("total_instances", "resolved_ids", "unresolved_ids", "completed_ids")
 ROLLOUT_REPORT = "report.json"  # name of the summary report copied into each rollout dir
-
-
-@dataclass
-class HarnessReport:
-    """One rollout's harness summary report."""
-
-    path: Path
-    total_instances: int
-    resolved_ids: set[str]
-    instance_ids: set[str]  # the evaluated instances named in the report
-    submitted: int
-    empty_patch: int
-    errors: int
-    schema_version: int | None
-
-    @property
-    def resolved_percent(self) -> float:
-        return 100.0 * len(self.resolved_ids) / self.total_instances
-
-
-def read_harness_report(path: str | Path) -> HarnessReport:
-    """Parse a `make_run_report` summary JSON; `InputError` names the file and the problem."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("harness report not found", file=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} at line {exc.lineno}", file=str(path)) from None
-    if not isinstance(data, dict):
-        raise InputError("not a swebench harness summary report (expected a JSON object)", file=str(path))
-    missing = [key for key in _REQUIRED if key not in data]
-    if missing:
-        hint = " (a per-instance report.json? pass the run's summary report)" if len(data) == 1 else ""
-        raise InputError(f"not a swebench harness summary report: missing {', '.join(missing)}{hint}",
-                         file=str(path))
-    total = data["total_instances"]
-    if not isinstance(total, int) or total <= 0:
-        raise InputError(f"total_instances must be a positive integer, got {total!r}", file=str(path))
-    lists: dict[str, set[str]] = {}
-    for key in _INSTANCE_LISTS:
-        value = data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-            raise InputError(f"{key} must be a list of instance ids", file=str(path))
-        lists[key] = set(value)
-    resolved = lists["resolved_ids"]
-    if data.get("resolved_instances", len(resolved)) != len(resolved):
-        raise InputError(f"resolved_instances={data['resolved_instances']} but resolved_ids has "
-                         f"{len(resolved)} ids", file=str(path))
-    if resolved & lists["unresolved_ids"]:
-        raise InputError(f"ids both resolved and unresolved: {sorted(resolved & lists['unresolved_ids'])[:3]}",
-                         file=str(path))
-    instance_ids = set().union(*lists.values())
-    if len(instance_ids) > total:
-        raise InputError(f"the report names {len(instance_ids)} instances but total_instances is {total}",
-                         file=str(path))
-    return HarnessReport(path, total, resolved, instance_ids, int(data.get("submitted_instances", 0)),
-                         int(data.get("empty_patch_instances", 0)), int(data.get("error_instances", 0)),
-                         data.get("schema_version"))
 
 
 def expand_report_paths(spec: str | Path, partial: bool = False) -> list[Path]:

@@ -14,7 +14,8 @@ import pytest
 
 from srft_megatron.cli import main as srft
 from srft_megatron.errors import InputError
-from srft_megatron.evaluate.results import load_model_results, read_harness_report, read_predictions
+from srft_megatron.evaluate.results import load_model_results, read_predictions
+from srft_megatron.swebench_report import read_harness_report
 from tests.evaluate.conftest import INSTANCES, P, ROOT
 
 
@@ -57,6 +58,30 @@ def test_report_errors_name_the_file(harness_reports, tmp_path):
     other.write_text(json.dumps(data))
     with pytest.raises(InputError, match=r"other.json: resolved_instances=7 but resolved_ids has 2"):
         read_harness_report(other)
+
+
+def test_ingest_reads_resolution_with_the_same_reader(harness_reports, tmp_path):
+    """`srft ingest --resolved` and `srft report-eval` read the harness's reports through one
+    reader: the same ids resolved, and the same refusal of a contradictory report."""
+    from srft_megatron.ingest import read_resolved
+
+    summary = harness_reports["srft"][0]
+    resolved = read_resolved(summary)
+    assert {iid for iid, ok in resolved.items() if ok} == read_harness_report(summary).resolved_ids
+    assert set(resolved) == set(INSTANCES)  # unresolved, empty-patch and incomplete ids are False
+    run_logs = summary.parent.parent / "logs" / "run_evaluation" / summary.parent.name  # this rollout's
+    per_instance = sorted(run_logs.rglob("report.json"))
+    assert per_instance
+    for path in per_instance:  # get_eval_report's {instance_id: {"resolved": bool, ...}}
+        ((iid, entry),) = json.loads(path.read_text()).items()
+        assert read_resolved(path) == {iid: entry["resolved"]} and resolved[iid] == entry["resolved"]
+    data = json.loads(summary.read_text())
+    data["unresolved_ids"].append(sorted(data["resolved_ids"])[0])
+    bad = tmp_path / "both.json"
+    bad.write_text(json.dumps(data))
+    for read in (read_resolved, read_harness_report):
+        with pytest.raises(InputError, match=r"both.json: ids both resolved and unresolved"):
+            read(bad)
 
 
 def test_report_eval_cli_by_hand_values(harness_reports, tmp_path, capsys):
