@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from srft_megatron.errors import ConfigError, InputError
-from srft_megatron.trajectory import LABELS, LabelRecord, Trajectory
+from srft_megatron.trajectory import LABELS, LabelRecord, Trajectory, check_label_count
 
 POLICY_VERSION = 1
 
@@ -106,8 +106,7 @@ class WeightPolicy:
                 raise InputError(f"no labels for this {kind} trajectory (policy {self.name} needs them)",
                                  traj_id=traj.id)
             return [1.0] * k
-        if len(labels.steps) != k:
-            raise InputError(f"{len(labels.steps)} labels for {k} steps", traj_id=traj.id)
+        check_label_count(len(labels.steps), k, traj.id)
         weights = []
         for step in labels.steps:
             confident = (self.min_confidence is None or step.confidence is None

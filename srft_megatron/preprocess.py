@@ -26,6 +26,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -39,7 +40,8 @@ from srft_megatron.policy import WeightPolicy
 from srft_megatron.render import StepRenderer
 from srft_megatron.tokenizer import load_tokenizer, tokenizer_identity
 from srft_megatron.tools import load_tools, tools_sha256
-from srft_megatron.trajectory import LABELS, LabelRecord, Trajectory, read_labels, read_trajectories
+from srft_megatron.trajectory import (LABELS, LabelRecord, Trajectory, check_label_count, read_labels,
+                                      read_trajectories)
 
 
 @dataclass
@@ -81,7 +83,14 @@ class DocResult:
     newline_steps: int = 0
 
 
-_STATE: dict[str, Any] = {}
+@dataclass
+class WorkItem:
+    """One trajectory sent to a worker: already validated, with its labels (count checked) and line."""
+
+    traj: Trajectory
+    labels: LabelRecord | None
+    line: int
+
 
 # Trajectories with at most this many characters per token of the limit are rendered whole
 # (cheap at any size that can fit); longer ones are first bounded by `fit_messages`.
@@ -124,14 +133,12 @@ def _min_tokens(text: str, tokenizer, need: int, max_token_bytes: int) -> int:
     return len(text.encode("utf-8", "surrogatepass")) // max_token_bytes  # every token spans <= max bytes
 
 
-def _max_token_bytes(tokenizer) -> int:
-    cached = _STATE.get("max_token_bytes")
-    if cached is None:  # byte-level BPE: a token's string holds one character per byte
-        cached = _STATE["max_token_bytes"] = max(len(t) for t in tokenizer.get_vocab())
-    return cached
+def max_token_bytes(tokenizer) -> int:
+    """The longest token in bytes (byte-level BPE: a token's string holds one character per byte)."""
+    return max(len(t) for t in tokenizer.get_vocab())
 
 
-def fit_messages(traj: Trajectory, tokenizer, limit: int) -> Trajectory | None:
+def fit_messages(traj: Trajectory, tokenizer, limit: int, max_bytes: int | None = None) -> Trajectory | None:
     """`traj` itself when it may fit in `limit` tokens, else a copy ending before the first
     message that can no longer fit (None if that is before the first step ends).
 
@@ -140,10 +147,10 @@ def fit_messages(traj: Trajectory, tokenizer, limit: int) -> Trajectory | None:
     below on a head of it (`_min_tokens`); once the running bound passes `limit`, no step from
     that message on can end inside the sample, so those messages are dropped unrendered. The
     steps kept render exactly as in the whole trajectory (the template is prefix-stable, which
-    the renderer checks)."""
+    the renderer checks). `max_bytes`: `max_token_bytes(tokenizer)`, if the caller keeps it."""
     if sum(_text_length(m) for m in traj.messages) <= FIT_CHARS_PER_TOKEN * limit:
         return traj
-    max_bytes = _max_token_bytes(tokenizer)
+    max_bytes = max_bytes or max_token_bytes(tokenizer)
     bound = 0
     for index, msg in enumerate(traj.messages):
         need = limit - bound
@@ -157,31 +164,56 @@ def fit_messages(traj: Trajectory, tokenizer, limit: int) -> Trajectory | None:
     return traj
 
 
-def _init_worker(tokenizer_name: str, render: str, policy: WeightPolicy, seq_length: int, overlong: str,
-                 tools: list[dict] | None = None) -> None:
-    _STATE.update(renderer=StepRenderer(load_tokenizer(tokenizer_name), render, tools=tools), policy=policy,
-                  seq_length=seq_length, overlong=overlong)
+@dataclass
+class Worker:
+    """What each worker process holds: the renderer (its tokenizer loaded once per process), the
+    policy and the length rules. Built by `_init_worker` in each pool process (`Pool` gives a
+    worker no other place to keep it than its module), in the main process when `workers == 1`."""
+
+    renderer: StepRenderer
+    policy: WeightPolicy
+    seq_length: int
+    overlong: str
+    max_token_bytes: int
+
+    @classmethod
+    def create(cls, tokenizer_name: str, render: str, policy: WeightPolicy, seq_length: int, overlong: str,
+               tools: list[dict] | None = None) -> "Worker":
+        tokenizer = load_tokenizer(tokenizer_name)
+        return cls(StepRenderer(tokenizer, render, tools=tools), policy, seq_length, overlong,
+                   max_token_bytes(tokenizer))
 
 
-def _process(item: tuple[dict, dict | None]) -> DocResult:
+_WORKER: Worker | None = None  # this process's worker (set by `_init_worker`)
+
+
+def _init_worker(*args) -> None:
+    global _WORKER
+    _WORKER = Worker.create(*args)
+
+
+def _run_item(item: WorkItem) -> DocResult:
+    return _process(_WORKER, item)
+
+
+def _process(worker: Worker, item: WorkItem) -> DocResult:
+    """One trajectory → its tokens, weights and label codes (or the reason it is skipped)."""
     start = time.perf_counter()
-    traj_json, label_json = item
-    traj = Trajectory.from_json(traj_json)
-    result = DocResult(traj.id, traj.resolved, line=traj_json.get("_line"))
+    traj, labels = item.traj, item.labels
+    result = DocResult(traj.id, traj.resolved, line=item.line)
     try:
-        labels = LabelRecord.from_json(label_json, num_steps=traj.num_steps) if label_json else None
-        policy: WeightPolicy = _STATE["policy"]
+        policy = worker.policy
         weights = policy.step_weights(traj, labels)
         result.step_labels = [s.label for s in labels.steps] if labels else [None] * traj.num_steps
         if not any(weights):
             result.skip = f"no trained tokens under policy {policy.name}"
             result.step_weights = weights
             return result
-        limit = _STATE["seq_length"] + 1
-        renderer: StepRenderer = _STATE["renderer"]
-        fitted = fit_messages(traj, renderer.tokenizer, limit)
+        limit = worker.seq_length + 1
+        renderer = worker.renderer
+        fitted = fit_messages(traj, renderer.tokenizer, limit, worker.max_token_bytes)
         if fitted is not traj:  # later messages cannot fit: never render or tokenise them
-            if _STATE["overlong"] == "drop":
+            if worker.overlong == "drop":
                 result.skip = "longer than seq-length (dropped)"
                 return result
             if fitted is None:
@@ -198,7 +230,7 @@ def _process(item: tuple[dict, dict | None]) -> DocResult:
         ids, spans = rendered.input_ids, rendered.steps
         if len(ids) > limit or result.steps_cut:  # a cut document ends with its last step's <|im_end|>
             fitting = [s for s in spans if s.end <= limit]
-            if _STATE["overlong"] == "drop":
+            if worker.overlong == "drop":
                 result.skip = "longer than seq-length (dropped)"
             elif not fitting:
                 result.skip = "first step ends beyond seq-length"
@@ -267,7 +299,7 @@ class _Stats:
                                "steps_cut": res.steps_cut, "tools_sha256": res.tools_sha256})
 
 
-def _inputs(job: PreprocessJob, rejects: RejectLog, stats: _Stats) -> Iterator[tuple[dict, dict | None]]:
+def _inputs(job: PreprocessJob, rejects: RejectLog, stats: _Stats) -> Iterator[WorkItem]:
     labels: dict[str, LabelRecord] = {}
     bad_label_ids: set[str] = set()
     if job.labels:
@@ -290,14 +322,13 @@ def _inputs(job: PreprocessJob, rejects: RejectLog, stats: _Stats) -> Iterator[t
         if traj.id in bad_label_ids:
             continue  # already rejected once, with its label record's reason and id
         rec = labels.get(traj.id)
-        if rec is not None and len(rec.steps) != traj.num_steps:
-            _reject(job, rejects, stats, InputError(
-                f"label list has {len(rec.steps)} entries for {traj.num_steps} steps",
-                file=job.labels, line=getattr(rec, "extra_line", None), traj_id=traj.id))
-            continue
-        traj_json = traj.to_json()
-        traj_json["_line"] = line
-        yield traj_json, (rec.to_json() if rec else None)
+        if rec is not None:
+            try:
+                check_label_count(len(rec.steps), traj.num_steps, traj.id, file=job.labels, line=rec.line)
+            except InputError as err:
+                _reject(job, rejects, stats, err)
+                continue
+        yield WorkItem(traj, rec, line)
 
 
 def _reject(job: PreprocessJob, rejects: RejectLog, stats: _Stats, err: InputError, record: Any = None) -> None:
@@ -324,11 +355,10 @@ def run_preprocess(job: PreprocessJob) -> dict[str, Any]:
     with DatasetWriter(job.output_prefix, with_labels=True) as writer:
         if job.workers > 1:
             pool = mp.get_context("spawn").Pool(job.workers, initializer=_init_worker, initargs=init_args)
-            results = pool.imap(_process, _inputs(job, rejects, stats), chunksize=4)
+            results = pool.imap(_run_item, _inputs(job, rejects, stats), chunksize=4)
         else:
             pool = None
-            _init_worker(*init_args)
-            results = map(_process, _inputs(job, rejects, stats))
+            results = map(partial(_process, Worker.create(*init_args)), _inputs(job, rejects, stats))
         try:
             for res in tqdm(results, desc="preprocess", unit="traj", disable=not job.progress):
                 if res.error is not None:

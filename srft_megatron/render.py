@@ -41,7 +41,7 @@ import numpy as np
 from srft_megatron.errors import InputError
 from srft_megatron.tokenizer import normalised_text
 from srft_megatron.tools import xml_system_content
-from srft_megatron.trajectory import Trajectory, is_step
+from srft_megatron.trajectory import Trajectory, check_label_count, message_steps
 
 RENDER_MODES = ("tools", "xml")
 END_OF_TURN = "<|im_end|>"
@@ -85,8 +85,7 @@ class RenderedTrajectory:
         Painted on the same spans as `step_weights`, so the two channels cannot disagree."""
         from srft_megatron.dataset import LABEL_CODES, LABEL_DTYPE
 
-        if len(labels) != len(self.steps):
-            raise InputError(f"{len(labels)} labels for {len(self.steps)} steps", traj_id=self.id)
+        check_label_count(len(labels), len(self.steps), self.id)
         out = np.full(len(self.input_ids), LABEL_CODES["context"], dtype=LABEL_DTYPE)
         for span, label in zip(self.steps, labels):
             if (label or "unlabelled") not in LABEL_CODES:
@@ -126,16 +125,13 @@ def template_messages(traj: Trajectory, mode: str = "tools", tools: list[dict] |
     format); without a system message, one holding only that documentation is put first."""
     if mode not in RENDER_MODES:
         raise ValueError(f"render mode must be one of {RENDER_MODES}, got {mode!r}")
-    out, step = [], 0
-    for msg in traj.messages:
+    out = []
+    for _, msg, step in message_steps(traj.messages, traj.id):  # step: None for a message that is no step
         role, content = msg["role"], msg.get("content") or ""
-        if is_step(msg):
-            step += 1
         for token in CONTROL_TOKENS:
             if token in content:
                 raise InputError(f"{role} content contains the control token {token}, which would be "
-                                 "tokenised as a real turn boundary", traj_id=traj.id,
-                                 step=step if is_step(msg) else None)
+                                 "tokenised as a real turn boundary", traj_id=traj.id, step=step)
         calls = msg.get("tool_calls") or []
         if role == "assistant" and calls:
             if mode == "tools":

@@ -49,11 +49,9 @@ class Trajectory:
 
     def steps(self) -> Iterator[Step]:
         """The agent's steps in order, numbered 1..K (demonstration turns skipped)."""
-        number = 0
-        for index, msg in enumerate(self.messages):
-            if is_step(msg):
-                number += 1
-                yield Step(number, index, msg)
+        for index, msg, step in message_steps(self.messages, self.id):
+            if step is not None:
+                yield Step(step, index, msg)
 
     @property
     def step_message_indices(self) -> list[int]:
@@ -108,25 +106,38 @@ def validate_tools(tools: Any, traj_id: str | None = None) -> None:
                              '({"type": "function", "function": {"name": ...}})', traj_id=traj_id)
 
 
-def validate_messages(messages: list[Any], traj_id: str) -> None:
-    """Roles known, content a string, tool calls well formed, at least one step of the agent."""
-    step = 0
+def message_steps(messages: list[Any], traj_id: str | None = None) -> Iterator[tuple[int, dict[str, Any], int | None]]:
+    """`(index, message, step)` for each message: `step` is its number 1..K if it is a step, else None.
+
+    The one place steps are numbered (`Trajectory.steps()`, the validator, ingest, the renderer,
+    the critic transcript and the viewer all walk messages through it). It also refuses what
+    every walker relies on: a message that is not an object, or whose role is unknown."""
+    number = 0
     for index, msg in enumerate(messages):
         if not isinstance(msg, dict):
-            raise InputError(f"message {index} is not an object", traj_id=traj_id)
-        role = msg.get("role")
+            raise InputError(f"message {index} is not an object (got {type(msg).__name__})", traj_id=traj_id)
+        step = None
         if is_step(msg):
-            step += 1
-        where = {"traj_id": traj_id, "step": step if is_step(msg) else None}
-        if role not in ROLES:
-            raise InputError(f"unknown role {role!r} in message {index}", **where)
+            number += 1
+            step = number
+        if msg.get("role") not in ROLES:
+            raise InputError(f"unknown role {msg.get('role')!r} in message {index}", traj_id=traj_id, step=step)
+        yield index, msg, step
+
+
+def validate_messages(messages: list[Any], traj_id: str) -> None:
+    """Roles known, content a string, tool calls well formed, at least one step of the agent."""
+    steps = 0
+    for index, msg, step in message_steps(messages, traj_id):
+        steps += step is not None
+        where = {"traj_id": traj_id, "step": step}
         if not isinstance(msg.get("content", ""), str):
             raise InputError(f"content of message {index} is not a string (ingest flattens parts)", **where)
         for call in msg.get("tool_calls") or []:
             fn = call.get("function") if isinstance(call, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 raise InputError(f"malformed tool call in message {index}", **where)
-    if step == 0:
+    if steps == 0:
         raise InputError("trajectory has no assistant step (demonstration turns are not steps)",
                          traj_id=traj_id)
 
@@ -152,6 +163,27 @@ class StepLabel:
     step: int
     label: str
     confidence: float | None = None
+    reason: str | None = None       # optional: expert labels and critics that explain themselves
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"step": self.step, "label": self.label, "confidence": self.confidence}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+
+def check_label_count(num_labels: int, num_steps: int, traj_id: str | None = None, *,
+                      error: type[Exception] = InputError, **where: Any) -> None:
+    """Exactly one label per step: the one check of the count, wherever labels meet a trajectory.
+
+    `error`: the exception to raise (the critic client raises its own `InvalidAnswer` to retry);
+    `where`: `file=`/`line=` for an `InputError` located in a labels file."""
+    if num_labels == num_steps:
+        return
+    message = f"{num_labels} labels for {num_steps} steps"
+    if error is InputError:
+        raise InputError(message, traj_id=traj_id, **where)
+    raise error(message)
 
 
 @dataclass
@@ -160,11 +192,10 @@ class LabelRecord:
     steps: list[StepLabel]
     critic: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, Any] = field(default_factory=dict)
+    line: int | None = field(default=None, compare=False)  # line in its labels file (error messages)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id,
-                "steps": [{"step": s.step, "label": s.label, "confidence": s.confidence} for s in self.steps],
-                "critic": self.critic, "usage": self.usage}
+        return {"id": self.id, "steps": [s.to_json() for s in self.steps], "critic": self.critic, "usage": self.usage}
 
     @classmethod
     def from_json(cls, obj: Any, num_steps: int | None = None) -> "LabelRecord":
@@ -189,9 +220,11 @@ class LabelRecord:
             conf = raw.get("confidence")
             if conf is not None and (not isinstance(conf, (int, float)) or not 0.0 <= conf <= 1.0):
                 raise InputError(f"confidence must be in [0, 1] or null, got {conf!r}", traj_id=tid, step=k)
-            steps.append(StepLabel(step=k, label=label, confidence=None if conf is None else float(conf)))
-        if num_steps is not None and len(steps) != num_steps:
-            raise InputError(f"{len(steps)} labels for {num_steps} steps", traj_id=tid)
+            reason = raw.get("reason")
+            steps.append(StepLabel(step=k, label=label, confidence=None if conf is None else float(conf),
+                                   reason=reason if isinstance(reason, str) else None))
+        if num_steps is not None:
+            check_label_count(len(steps), num_steps, tid)
         return cls(id=tid, steps=steps, critic=obj.get("critic") or {}, usage=obj.get("usage") or {})
 
 
@@ -214,7 +247,7 @@ def read_labels(path: str) -> tuple[dict[str, LabelRecord], list[InputError]]:
         if rec.id in records:
             errors.append(InputError("duplicate label record", file=str(path), line=line, traj_id=rec.id))
             continue
-        rec.extra_line = line  # type: ignore[attr-defined]  # for error messages downstream
+        rec.line = line
         records[rec.id] = rec
     return records, errors
 

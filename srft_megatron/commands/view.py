@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from srft_megatron import policy as policy_options
 from srft_megatron.errors import ConfigError, InputError
-from srft_megatron.io import atomic_open, iter_jsonl_tolerant
+from srft_megatron.io import atomic_open
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +104,7 @@ def load_trajectories(path: str, ids: list[str] | None, resolved_file: str | Non
 
 
 def load_labels(path: str | None, strict: bool = False, rejected: list[InputError] | None = None) -> dict:
-    """Validated label records by id, each with its raw step dicts (for optional `reason`s).
+    """Validated label records by id (each step with its optional `reason`).
 
     A bad label line is rejected (or stops the run under --strict); its trajectory, if the line
     names one, is then left out rather than shown without its labels."""
@@ -116,10 +116,6 @@ def load_labels(path: str | None, strict: bool = False, rejected: list[InputErro
     records, errors = read_labels(path)
     for err in errors:
         reject(err)
-    raw = {obj["id"]: obj.get("steps") for _, obj in iter_jsonl_tolerant(path)
-           if isinstance(obj, dict) and isinstance(obj.get("id"), str)}
-    for tid, rec in records.items():
-        rec.raw_steps = raw.get(tid)
     return records
 
 

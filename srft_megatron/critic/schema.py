@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from srft_megatron.trajectory import LABELS, StepLabel
+from srft_megatron.trajectory import LABELS, StepLabel, check_label_count
 
 SCHEMA_NAME = "step_labels"
 
@@ -77,8 +77,8 @@ def parse_answer(text: str | None, num_steps: int, schema: dict[str, Any]) -> An
         where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
         raise InvalidAnswer(f"does not match the schema at {where}: {first.message[:200]}")
     raw_steps = obj["steps"]
-    if len(raw_steps) != num_steps:  # also enforced by the schema; kept for servers given other schemas
-        raise InvalidAnswer(f"{len(raw_steps)} labels for {num_steps} steps")
+    # also enforced by the schema; kept for servers given other schemas
+    check_label_count(len(raw_steps), num_steps, error=InvalidAnswer)
     steps = []
     for k, raw in enumerate(raw_steps, start=1):
         if raw.get("step") != k:

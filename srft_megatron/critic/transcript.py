@@ -30,7 +30,7 @@ from typing import Any, Callable
 from srft_megatron.critic.prompt import PromptTemplate
 from srft_megatron.errors import InputError
 from srft_megatron.tools import function_docs
-from srft_megatron.trajectory import Trajectory, is_step
+from srft_megatron.trajectory import Trajectory, message_steps
 
 MIN_CAP = 16  # tokens a cut message keeps at the least (head + tail)
 CUT_MARK = "\n[... {n} tokens cut ...]\n"
@@ -95,14 +95,14 @@ def _tool_calls_text(msg: dict[str, Any]) -> str:
 def split_pieces(traj: Trajectory) -> list[Piece]:
     """One piece per message, tagged with its step (`Trajectory.steps()` numbering); the agent's
     tools first when it had any; demonstration turns are context, headed as demonstrations."""
-    pieces, step = [], 0
+    pieces, step = [], 0  # step: the last step at or before the message (0: the task, before step 1)
     if traj.tools:
         pieces.append(Piece(-1, "tools", 0, "[tools the agent was given]", function_docs(traj.tools), False))
-    for index, msg in enumerate(traj.messages):
+    for index, msg, number in message_steps(traj.messages, traj.id):
         role = msg["role"]
         content = msg.get("content") or ""
-        if is_step(msg):
-            step += 1
+        if number is not None:
+            step = number
             calls = _tool_calls_text(msg)
             body = "\n".join(part for part in (content, calls) if part)
             pieces.append(Piece(index, role, step, "[agent]", body, True))

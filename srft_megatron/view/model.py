@@ -18,7 +18,7 @@ from typing import Any
 from srft_megatron.errors import InputError
 from srft_megatron.policy import WeightPolicy
 from srft_megatron.render import StepRenderer
-from srft_megatron.trajectory import LabelRecord, Trajectory, is_step
+from srft_megatron.trajectory import LabelRecord, Trajectory, check_label_count, message_steps
 
 
 @dataclass
@@ -104,25 +104,23 @@ def _tokens(renderer: StepRenderer, text: str, ids: list[int], traj_id: str, ste
 
 def build_view(traj: Trajectory, labels: LabelRecord | None, renderer: StepRenderer,
                policy: WeightPolicy) -> TrajectoryView:
-    if labels is not None and len(labels.steps) != traj.num_steps:
-        raise InputError(f"{len(labels.steps)} labels for {traj.num_steps} steps", traj_id=traj.id)
+    if labels is not None:
+        check_label_count(len(labels.steps), traj.num_steps, traj.id)
     weights = policy.step_weights(traj, labels)
     rendered = renderer.render(traj)
     ids = rendered.input_ids.tolist()
     spans = rendered.steps
-    reasons = _reasons(labels)
 
     prompt: list[Observation] = []
     steps: list[StepView] = []
-    for msg in traj.messages:
-        if is_step(msg):
-            k = len(steps) + 1
+    for _, msg, k in message_steps(traj.messages, traj.id):
+        if k is not None:
             span = spans[k - 1]
             nxt = spans[k].start if k < len(spans) else len(ids)
             lab = labels.steps[k - 1] if labels is not None else None
             steps.append(StepView(
                 step=k, label=lab.label if lab else None, confidence=lab.confidence if lab else None,
-                reason=reasons.get(k), weight=float(weights[k - 1]), thought=msg.get("content") or "",
+                reason=lab.reason if lab else None, weight=float(weights[k - 1]), thought=msg.get("content") or "",
                 calls=[(c["function"]["name"], _readable_arguments(c["function"]["arguments"]))
                        for c in msg.get("tool_calls") or []],
                 tokens=_tokens(renderer, rendered.text[span.char_start:span.char_end],
@@ -140,8 +138,3 @@ def build_view(traj: Trajectory, labels: LabelRecord | None, renderer: StepRende
         prompt_tokens=spans[0].start if spans else len(ids), steps=steps, total_tokens=len(ids),
         tools=renderer.tools_for(traj))
 
-
-def _reasons(labels: LabelRecord | None) -> dict[int, str]:
-    """Optional per-step `reason` (expert labels and critics that explain themselves)."""
-    raw = getattr(labels, "raw_steps", None) or []
-    return {s["step"]: s["reason"] for s in raw if isinstance(s, dict) and isinstance(s.get("reason"), str)}

@@ -167,7 +167,7 @@ def test_demonstration_turns_are_context_not_steps(tmp_path, traj_dir):
                                                    for k in range(1, real_steps + demo_steps + 1)]}])
     bad = srft("preprocess", "--trajectories", tmp_path / "t.jsonl", "--labels", labels, "--policy", "srft",
                "--seq-length", 65536, "--output-prefix", tmp_path / "ds", "--quiet", "--strict", check=False)
-    assert bad.returncode != 0 and f"{real_steps + demo_steps} entries for {real_steps} steps" in bad.stderr
+    assert bad.returncode != 0 and f"{real_steps + demo_steps} labels for {real_steps} steps" in bad.stderr
 
 
 def test_unknown_shape_is_unsupported_format_naming_its_keys(tmp_path):

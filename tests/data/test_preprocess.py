@@ -154,8 +154,8 @@ def test_bad_labels_are_rejected_with_reasons_and_counted(labelled, tmp_path):
     assert len(rejects) == 4, reasons
     unknown = next(r for r in rejects if "unknown label" in r["reason"])
     assert unknown["id"] == trajs[unresolved[0]].id and unknown["step"] == 1 and unknown["file"] == str(bad)
-    short = next(r for r in rejects if "entries for" in r["reason"])
-    assert short["id"] == trajs[unresolved[1]].id
+    short = next(r for r in rejects if "labels for" in r["reason"] and "steps" in r["reason"])
+    assert short["id"] == trajs[unresolved[1]].id and short["file"] == str(bad) and short["line"] >= 1
     missing = next(r for r in rejects if "no labels" in r["reason"])
     assert missing["id"] == trajs[unresolved[2]].id
     assert any("malformed JSON" in r["reason"] and r["line"] == len(rows) + 1 for r in rejects)
