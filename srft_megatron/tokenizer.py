@@ -106,17 +106,14 @@ def _load_cached(name_or_path: str):
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         tok = PreTrainedTokenizerFast.from_pretrained(str(target))
-        tok.init_kwargs["name_or_path"] = "qwen2.5"
-        tok.srft_name = "qwen2.5"  # type: ignore[attr-defined]
+        tok.init_kwargs["name_or_path"] = tok.name_or_path = "qwen2.5"  # the name, not the cache path
         return tok
     path = Path(name_or_path)
     if not path.is_dir():
         raise FileNotFoundError(
             f"tokenizer {name_or_path!r}: not a known name (qwen2.5) and not a local Hugging Face "
             "tokenizer directory (no model hub is used)")
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    tok.srft_name = str(path)  # type: ignore[attr-defined]
-    return tok
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)  # name_or_path: str(path)
 
 
 def load_tokenizer(name_or_path: str = "qwen2.5"):
@@ -148,7 +145,7 @@ def tokenizer_identity(tokenizer) -> dict:
         h.update(f"{idx}\t{token}\n".encode("utf-8", "surrogatepass"))
     template = tokenizer.chat_template or ""
     return {
-        "name": getattr(tokenizer, "srft_name", tokenizer.name_or_path),
+        "name": tokenizer.name_or_path,
         "vocab_size": len(tokenizer),
         "vocab_sha256": h.hexdigest(),
         "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest(),
