@@ -38,9 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", metavar="PREFIX",
                         help="show what this dataset (srft preprocess --output-prefix) trains on: tokenizer, "
                              "render, tools and weight policy come from PREFIX.meta.json")
+    parser.add_argument("--run", metavar="RUN_DIR",
+                        help="instead of trajectories, show a training run (srft train --run-dir): its "
+                             "per-label validation NLL and loss per step, from RUN_DIR/metrics.jsonl")
     out = parser.add_mutually_exclusive_group()
-    out.add_argument("-o", "--output", default="trajectories.html",
-                     help="the HTML page to write: an index plus every trajectory (default: %(default)s)")
+    out.add_argument("-o", "--output", default=None,
+                     help="the HTML page to write: an index plus every trajectory (default: trajectories.html; "
+                          "with --run: RUN_DIR/run.html)")
     out.add_argument("--output-dir", metavar="DIR",
                      help="write DIR/index.html and one page per trajectory instead of a single page")
     parser.add_argument("--id", action="append", dest="ids", metavar="ID",
@@ -169,6 +173,9 @@ def main(args: argparse.Namespace) -> int:
     from srft_megatron.tools import load_tools
     from srft_megatron.view import build_view, file_stem, page
 
+    if args.run:
+        return show_run(args)
+    args.output = args.output or "trajectories.html"
     meta, policy = dataset_settings(args)
     tools = load_tools(args.tools) if args.tools else None
     rejected: list[InputError] = []
@@ -216,6 +223,24 @@ def main(args: argparse.Namespace) -> int:
     print(f"wrote {written[0]}" + (f" and {len(written) - 1} pages" if len(written) > 1 else "")
           + f": {len(views)} {noun}, {steps} steps ({kept} kept, {steps - kept} rejected under "
           f"policy {policy.name})" + (f"; rejected {len(rejected)} bad records" if rejected else ""))
+    return 0
+
+
+def show_run(args: argparse.Namespace) -> int:
+    """`--run RUN_DIR`: one page with the run's per-label validation NLL and loss per step."""
+    from srft_megatron.view.run import read_metrics, run_page
+
+    mixed = [name for name, given in (("TRAJECTORIES", args.trajectories), ("LABELS", args.labels),
+                                      ("--dataset", args.dataset), ("--output-dir", args.output_dir)) if given]
+    if mixed:
+        raise ConfigError(f"--run shows a training run, not trajectories: drop {', '.join(mixed)}")
+    metrics = read_metrics(args.run)
+    for err in metrics.skipped:
+        print(f"left out: {err}", file=sys.stderr)
+    target = Path(args.output) if args.output else Path(args.run) / "run.html"
+    _write(target, run_page(metrics, f"SRFT training run: {Path(args.run).resolve().name}"))
+    print(f"wrote {target}: {len(metrics.steps)} steps"
+          + ("" if metrics.has_validation() else "; no validation records (no val/* in metrics.jsonl)"))
     return 0
 
 
