@@ -2,7 +2,9 @@
 
 `model.build_view` computes what to show with the preprocessing code itself (chat-template
 render, step token spans, weight policy), `html.page` formats it, `assets` holds the inlined
-CSS and JavaScript. See `srft_megatron/commands/view.py` for the command line.
+CSS and JavaScript. A training run's page (`srft view --run`): `run` reads `metrics.jsonl` and
+lays out the per-label validation NLL, `chart` draws each chart as inline SVG. See
+`srft_megatron/commands/view.py` for the command line.
 """
 
 from srft_megatron.view.html import anchor, file_stem, page
