@@ -40,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     rank, world = world_from_env()
-    validate(cfg, world)  # a clear error before any process group starts
+    validated = validate(cfg, world)  # the one validation: a clear error before any process group starts
     if cfg.checkpoint.resume:
         from pathlib import Path
 
@@ -61,6 +61,6 @@ def main(args: argparse.Namespace) -> int:
     enable_cpu_compat()  # this process runs megatron-core: on the CPU where it has no GPU (no-op with CUDA)
 
     try:
-        return Trainer(cfg, args.run_dir).train()
+        return Trainer(cfg, args.run_dir, validated=validated).train()
     finally:
         destroy(process_group=True)

@@ -62,7 +62,7 @@ def te_available() -> bool:
 
 
 def transformer_config(shape: Qwen2Shape, *, precision: str = "bf16", tp: int = 1, pp: int = 1,
-                       vpp: int | None = None, sequence_parallel: bool = False,
+                       vpp: int | None = None, cp: int = 1, sequence_parallel: bool = False,
                        fp8_recipe: str = "delayed", recompute: str | None = None,
                        recompute_num_layers: int | None = None, use_te: bool | None = None,
                        per_token_loss: bool = True, fp8_amax_history_len: int = 1024,
@@ -70,7 +70,8 @@ def transformer_config(shape: Qwen2Shape, *, precision: str = "bf16", tp: int = 
                        on_gpu: bool | None = None, **overrides: Any):
     """The megatron-core `TransformerConfig` for `shape` under a parallel layout and precision.
 
-    `recompute`: None, "selective" (core attention) or "full" (whole layers, uniform method,
+    `cp`: context-parallel size (Transformer Engine only; the trainer splits THD batches across
+    the CP ranks, `training/context_parallel.py`). `recompute`: None, "selective" (core attention) or "full" (whole layers, uniform method,
     `recompute_num_layers` per chunk). `per_token_loss=True` makes the pipeline schedules
     normalise the loss by the token count summed over all micro-batches and DP ranks (the
     global weighted-NLL normalisation of SRFT; see `srft_megatron.training.loss`). `on_gpu`
@@ -87,6 +88,8 @@ def transformer_config(shape: Qwen2Shape, *, precision: str = "bf16", tp: int = 
         raise ConfigError("precision=fp8 needs Transformer Engine on a CUDA GPU")
     if sequence_parallel and not use_te:
         raise ConfigError("sequence parallelism is enabled only with the Transformer Engine spec")
+    if cp > 1 and not use_te:
+        raise ConfigError("context parallelism needs the Transformer Engine spec (THD attention across CP ranks)")
     check_fp8_scaling(fp8_amax_history_len, fp8_amax_compute_algo, fp8_margin)
     on_gpu = torch.cuda.is_available() if on_gpu is None else on_gpu
     bf16 = precision in ("bf16", "fp8")
@@ -113,6 +116,7 @@ def transformer_config(shape: Qwen2Shape, *, precision: str = "bf16", tp: int = 
         tensor_model_parallel_size=tp,
         pipeline_model_parallel_size=pp,
         virtual_pipeline_model_parallel_size=vpp if (vpp or 1) > 1 else None,
+        context_parallel_size=cp,
         sequence_parallel=sequence_parallel,
         calculate_per_token_loss=per_token_loss,
         # Packed batches have a fixed [b, s] shape, so p2p shapes are static.

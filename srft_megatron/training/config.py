@@ -41,6 +41,28 @@ class ModelConfig:
     recompute_num_layers: int | None = None
     use_te: bool | None = None          # null: use Transformer Engine when it imports
 
+    def resolve_use_te(self) -> bool:
+        """`use_te`, or (null) whether Transformer Engine imports in this process."""
+        from srft_megatron.model.provider import te_available
+
+        return te_available() if self.use_te is None else self.use_te
+
+    def build(self, shape, parallel: "ParallelConfig"):
+        """megatron-core's `TransformerConfig` for `shape` under `parallel` (`model/provider.py`
+        maps Qwen2 onto it), with the per-token loss normalisation SRFT needs (`training/loss.py`)."""
+        from srft_megatron.model.provider import transformer_config
+
+        return transformer_config(
+            shape, precision=self.precision, tp=parallel.tensor, pp=parallel.pipeline,
+            vpp=parallel.virtual_pipeline, cp=parallel.context, sequence_parallel=parallel.sequence_parallel,
+            fp8_recipe=self.fp8_recipe, fp8_amax_history_len=self.fp8_amax_history_len,
+            fp8_amax_compute_algo=self.fp8_amax_compute_algo, fp8_margin=self.fp8_margin,
+            recompute=self.recompute, recompute_num_layers=self.recompute_num_layers,
+            use_te=self.resolve_use_te(), per_token_loss=True,
+            # CP micro-batches grow past seq_length when per-document padding overflows it
+            # (`context_parallel.cp_sequence_length`): pipeline stages then exchange shapes
+            variable_seq_lengths=parallel.context > 1)
+
 
 @dataclass
 class DataConfig:
@@ -60,6 +82,14 @@ class ParallelConfig:
     distributed_optimizer: bool = True
     context: int = 1                     # context parallel (CP): needs TE (THD split, training/context_parallel.py)
 
+    def build_ddp_config(self):
+        """megatron-core's `DistributedDataParallelConfig`: fp32 gradient reduction (exact sums of
+        the SRFT loss's shares), no overlap, the distributed optimizer as configured."""
+        from megatron.core.distributed import DistributedDataParallelConfig
+
+        return DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
+                                             use_distributed_optimizer=self.distributed_optimizer)
+
 
 @dataclass
 class OptimizerConfig:
@@ -72,6 +102,33 @@ class OptimizerConfig:
     adam_beta2: float = 0.95
     adam_eps: float = 1e-8
     clip_grad: float = 1.0
+
+    def build(self, *, precision: str, distributed_optimizer: bool):
+        """megatron-core's `OptimizerConfig` (Adam; fp32 main parameters under bf16/fp8)."""
+        import torch
+        from megatron.core.optimizer import OptimizerConfig as MegatronOptimizerConfig
+
+        bf16 = precision in ("bf16", "fp8")
+        return MegatronOptimizerConfig(
+            optimizer="adam", lr=self.lr, min_lr=self.min_lr, weight_decay=self.weight_decay,
+            adam_beta1=self.adam_beta1, adam_beta2=self.adam_beta2, adam_eps=self.adam_eps,
+            clip_grad=self.clip_grad, bf16=bf16, params_dtype=torch.bfloat16 if bf16 else torch.float32,
+            use_distributed_optimizer=distributed_optimizer,
+            # A constant scale of 1 changes no number but gives the mixed-precision and distributed
+            # optimizers a grad scaler, hence megatron-core's found-inf check and skip.
+            loss_scale=1.0)
+
+    def build_scheduler(self, optimizer, steps: int):
+        """megatron-core's `OptimizerParamScheduler` over `steps`: linear warm-up from 0 (at most
+        steps - 1 steps), then `decay_style` down to `min_lr`; constant weight decay."""
+        from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+        warmup = min(self.warmup_steps, steps - 1) if steps > 1 else 0
+        return OptimizerParamScheduler(
+            optimizer, init_lr=0.0 if warmup else self.lr, max_lr=self.lr, min_lr=self.min_lr,
+            lr_warmup_steps=warmup, lr_decay_steps=steps, lr_decay_style=self.decay_style,
+            start_wd=self.weight_decay, end_wd=self.weight_decay, wd_incr_steps=steps,
+            wd_incr_style="constant")
 
 
 @dataclass
@@ -231,7 +288,12 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Sr
 
 # ---- semantic validation (before any process group) ------------------------------------------
 def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
-    """Check everything that can fail before training starts; return (shape, ParallelDims)."""
+    """Check everything that can fail before training starts; return (shape, ParallelDims).
+
+    The one validation of a training config: `srft train` calls it before any process group
+    starts and hands the result to `Trainer`, which builds from it (the `build` methods above)
+    without checking again. Transformer Engine needs (FP8, sequence parallelism, THD micro-batch
+    1, context parallelism) are checked here too (`_validate_engine`)."""
     from srft_megatron.model.configs import get_shape
     from srft_megatron.model.provider import FP8_RECIPES, PRECISIONS, check_fp8_scaling
     from srft_megatron.parallel.dims import ParallelDims
@@ -248,14 +310,14 @@ def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
     check_fp8_scaling(cfg.model.fp8_amax_history_len, cfg.model.fp8_amax_compute_algo,
                       cfg.model.fp8_margin, prefix="model.")
     p = cfg.parallel
-    _validate_context_parallel(cfg)
+    _validate_engine(cfg)
     dims = ParallelDims.from_world(world_size, tp=p.tensor, pp=p.pipeline, vpp=p.virtual_pipeline,
                                    sequence_parallel=p.sequence_parallel, cp=p.context)
     dims.validate_model(num_layers=shape.num_layers, num_attention_heads=shape.num_attention_heads,
                         num_query_groups=shape.num_query_groups, vocab_size=shape.vocab_size)
     multiple = 16 if cfg.model.precision == "fp8" else 1  # FP8 GEMMs need dims divisible by 16
-    if p.sequence_parallel:
-        multiple = math.lcm(multiple, p.tensor)
+    if p.sequence_parallel:  # each CP rank's share of the sequence is split across TP
+        multiple = math.lcm(multiple, p.tensor * p.context)
     if cfg.model.seq_length % multiple:
         raise ConfigError(f"model.seq_length={cfg.model.seq_length} must be a multiple of {multiple} "
                           f"(FP8 / sequence parallelism)")
@@ -286,27 +348,43 @@ def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
     return shape, dims
 
 
-def _validate_context_parallel(cfg: SrftTrainConfig) -> None:
-    """CP runs only on Transformer Engine (its attention exchanges K/V across CP ranks and takes
-    the THD `cu_seqlens`); megatron-core's local spec has no CP attention at all."""
-    from srft_megatron.model.provider import te_available
+def _validate_engine(cfg: SrftTrainConfig) -> None:
+    """What needs Transformer Engine, checked here rather than when megatron builds the model
+    (after the process groups started): FP8 GEMMs, sequence parallelism (megatron-core's local
+    spec has none), and THD packing, which takes one sequence per micro-batch; then CP."""
+    use_te = cfg.model.resolve_use_te()
+    _validate_context_parallel(cfg, use_te)
+    if cfg.model.precision == "fp8" and not use_te:
+        raise ConfigError("model.precision=fp8 needs Transformer Engine on a CUDA GPU (Hopper or newer); "
+                          "it is not available here")
+    if cfg.parallel.sequence_parallel and not use_te:
+        raise ConfigError("parallel.sequence_parallel=true needs Transformer Engine on CUDA GPUs "
+                          "(megatron-core's local spec has no sequence parallelism); it is not available here "
+                          "(to check a GPU config on a machine without TE: model.use_te=true)")
+    if use_te and cfg.data.pack and cfg.train.micro_batch_size != 1:
+        raise ConfigError("packed THD sequences on Transformer Engine need train.micro_batch_size=1 "
+                          "(pack more documents per sequence instead)")
 
+
+def _validate_context_parallel(cfg: SrftTrainConfig, use_te: bool) -> None:
+    """CP runs only on Transformer Engine (its attention exchanges K/V across CP ranks and takes
+    the THD `cu_seqlens`); megatron-core's local spec has no CP attention at all. The trainer
+    pads every document to a multiple of 2 x CP (`training/context_parallel.py`), so packed
+    sequences and micro-batches of one are required."""
     cp = cfg.parallel.context
     if cp < 1:
         raise ConfigError(f"parallel.context must be >= 1, got {cp}")
     if cp == 1:
         return
-    use_te = te_available() if cfg.model.use_te is None else cfg.model.use_te
     if not use_te:
         raise ConfigError(f"parallel.context={cp} needs Transformer Engine on CUDA GPUs (context-parallel "
-                          f"THD attention); it is not available here")
+                          f"THD attention); it is not available here (to check a GPU config on a machine "
+                          f"without TE: model.use_te=true)")
     if not cfg.data.pack or cfg.train.micro_batch_size != 1:
         raise ConfigError("parallel.context > 1 needs packed THD sequences: data.pack=true, train.micro_batch_size=1")
     if cfg.model.seq_length % (2 * cp):
         raise ConfigError(f"model.seq_length={cfg.model.seq_length} must be a multiple of 2 x parallel.context "
                           f"= {2 * cp}")
-    raise ConfigError(f"parallel.context={cp}: the trainer does not split batches across context-parallel "
-                      f"ranks yet (srft_megatron/training/context_parallel.py has the split; wiring pending)")
 
 
 def _validate_data(cfg: SrftTrainConfig, shape=None) -> list:

@@ -16,6 +16,16 @@ What each rank needs (`split_for_rank`):
   boundaries and derives its share (each padded document contributes len/c tokens to every rank,
   `rank_cu_seqlens`).
 
+The trainer (`batch_on_this_rank`, GPU / TE only) pads with `pad_documents_for_cp` and hands
+the split to megatron-core's own `megatron.core.utils.get_batch_on_this_cp_rank` (per-document
+balancing: TE's `thd_get_partitioned_indices`); `partition_indices` is the same rule in plain
+torch, for the CPU tests. Padding sits after each document's real tokens and carries weight 0,
+so the THD boundaries given to TE are the padded ones (`cu_seqlens` = `cu_seqlens_padded`): no
+real token attends to padding under the causal mask and RoPE positions restart per padded
+document exactly where they restart per real one. The packer fills `model.seq_length` with real
+tokens; when the per-document padding overflows it, the micro-batch grows to the next multiple
+of `multiple` (`cp_sequence_length`; the model config then allows variable lengths).
+
 The loss stays the global weighted mean (`srft_megatron/training/loss.py`): a rank's micro-batch
 now holds only part of each sequence's weights, so the weight sum is all-reduced over data x
 context parallel ranks (`loss_reduction_group`), and the schedules' gradient sum over the same
@@ -143,3 +153,40 @@ def loss_reduction_group():
     from megatron.core import parallel_state as ps
 
     return ps.get_data_parallel_group(with_context_parallel=True)
+
+
+def cp_sequence_length(document_lengths, seq_length: int, cp: int, multiple: int) -> int:
+    """Positions of one CP micro-batch: `seq_length`, or, when its documents padded to multiples
+    of 2 x CP take more, that padded total rounded up to `multiple` (a multiple of 2 x CP; with
+    sequence parallelism also of TP x CP, so every rank's share splits across TP)."""
+    if multiple % cp_multiple(cp):
+        raise ValueError(f"multiple={multiple} is not a multiple of 2 x CP = {cp_multiple(cp)}")
+    total = sum(padded_length(int(n), cp) for n in document_lengths)
+    return max(seq_length, -(-total // multiple) * multiple)
+
+
+def batch_on_this_rank(mb: dict[str, torch.Tensor], *, cp: int, seq_length: int, multiple: int, device):
+    """This CP rank's share of one packed micro-batch (size 1) and its THD `PackedSeqParams`.
+
+    Documents padded (`pad_documents_for_cp`, length `cp_sequence_length`), then split by
+    megatron-core's `get_batch_on_this_cp_rank` over the context-parallel group (its keys:
+    `loss_mask` carries our loss weights). Returns `({tokens, labels, loss_weights,
+    position_ids}, packed_seq_params)`; needs Transformer Engine (GPU)."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.packed_seq_params import PackedSeqParams
+    from megatron.core.utils import get_batch_on_this_cp_rank
+
+    n_real = int(mb.get("num_real_tokens", mb["tokens"].shape[1]))
+    lengths = document_lengths(mb["segment_ids"][0, :n_real]).tolist()
+    padded = pad_documents_for_cp(mb, cp, seq_length=cp_sequence_length(lengths, seq_length, cp, multiple))
+    cu = padded["cu_seqlens_padded"].to(device)
+    batch = {"tokens": padded["tokens"].to(device), "labels": padded["labels"].to(device),
+             "loss_mask": padded["loss_weights"].to(device), "position_ids": padded["position_ids"].to(device),
+             "cu_seqlens": cu.unsqueeze(0), "cu_seqlens_padded": cu.unsqueeze(0)}
+    batch = get_batch_on_this_cp_rank(batch, is_hybrid_cp=False, cp_group=ps.get_context_parallel_group())
+    max_len = int(torch.diff(padded["cu_seqlens_padded"]).max())
+    params = PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu, cu_seqlens_q_padded=cu,
+                             cu_seqlens_kv_padded=cu, max_seqlen_q=max_len, max_seqlen_kv=max_len)
+    share = {"tokens": batch["tokens"], "labels": batch["labels"], "loss_weights": batch["loss_mask"],
+             "position_ids": batch["position_ids"]}
+    return share, params

@@ -47,25 +47,22 @@ from srft_megatron.training.config import SrftTrainConfig, validate
 
 
 class Trainer:
-    def __init__(self, cfg: SrftTrainConfig, run_dir: str | Path):
+    def __init__(self, cfg: SrftTrainConfig, run_dir: str | Path, validated=None):
+        """`validated`: the `(shape, dims)` of `validate(cfg, world)` when the caller ran it
+        (`srft train` does, before any process group); otherwise it is run here."""
         from megatron.core import parallel_state as ps
 
         from srft_megatron.parallel.dims import initialize, world_from_env
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        # Everything checkable is checked before any process group starts.
-        self.shape, self.dims = validate(cfg, world_from_env()[1])
+        # Everything checkable is checked once, before any process group starts.
+        self.shape, self.dims = validated if validated is not None else validate(cfg, world_from_env()[1])
         initialize(self.dims, seed=cfg.train.seed)
         self.rank = dist.get_rank()
         self.is_logger = self.rank == 0
         self.dp_rank, self.dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
-        self.use_te = self._use_te()
-        if self.use_te and cfg.data.pack and cfg.train.micro_batch_size != 1:
-            from srft_megatron.errors import ConfigError
-
-            raise ConfigError("packed THD sequences on Transformer Engine need train.micro_batch_size=1 "
-                              "(pack more documents per sequence instead)")
+        self.use_te = cfg.model.resolve_use_te()
         self._stop_requested = False
         self.step = 0
         self.consumed_samples = 0
@@ -77,26 +74,18 @@ class Trainer:
         self._restore()
 
     # ---- construction --------------------------------------------------------------------
-    def _use_te(self) -> bool:
-        from srft_megatron.model.provider import te_available
-
-        return te_available() if self.cfg.model.use_te is None else self.cfg.model.use_te
-
     def _build_model(self) -> None:
+        """The model chunks (one per virtual stage) from `ModelConfig.build`'s TransformerConfig,
+        initial weights if asked, wrapped in megatron's DDP (`ParallelConfig.build_ddp_config`)."""
         from megatron.core import parallel_state as ps
-        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+        from megatron.core.distributed import DistributedDataParallel
 
-        from srft_megatron.model.provider import build_gpt_model, transformer_config
+        from srft_megatron.model.provider import build_gpt_model
         from srft_megatron.training.checkpoint import load_model_checkpoint
         from srft_megatron.training.loss import finalize_model_grads_without_token_scaling
 
         m, p = self.cfg.model, self.cfg.parallel
-        self.tf_config = transformer_config(
-            self.shape, precision=m.precision, tp=p.tensor, pp=p.pipeline, vpp=p.virtual_pipeline,
-            sequence_parallel=p.sequence_parallel, fp8_recipe=m.fp8_recipe,
-            fp8_amax_history_len=m.fp8_amax_history_len, fp8_amax_compute_algo=m.fp8_amax_compute_algo,
-            fp8_margin=m.fp8_margin, recompute=m.recompute,
-            recompute_num_layers=m.recompute_num_layers, use_te=self.use_te, per_token_loss=True)
+        self.tf_config = m.build(self.shape, p)
         vpp = p.virtual_pipeline if (p.virtual_pipeline or 1) > 1 else None
         chunks = []
         for vp in range(vpp or 1):
@@ -113,38 +102,24 @@ class Trainer:
             self._log_line(f"loaded initial weights from {self.cfg.train.init_from} "
                            f"({marker.get('kind')} checkpoint, step {marker.get('step')}; "
                            f"{describe(marker['verification'])})")
-        ddp_config = DistributedDataParallelConfig(
-            grad_reduce_in_fp32=True, overlap_grad_reduce=False,
-            use_distributed_optimizer=p.distributed_optimizer)
+        ddp_config = p.build_ddp_config()
         self.model = [DistributedDataParallel(config=self.tf_config, ddp_config=ddp_config, module=c,
                                               disable_bucketing=i > 0)
                       for i, c in enumerate(chunks)]
         self.tf_config.finalize_model_grads_func = finalize_model_grads_without_token_scaling
 
     def _build_optimizer(self) -> None:
-        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
-        from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+        """megatron-core's (distributed) Adam and LR schedule from `OptimizerConfig.build*`."""
+        from megatron.core.optimizer import get_megatron_optimizer
 
-        o, m = self.cfg.optimizer, self.cfg.model
-        bf16 = m.precision in ("bf16", "fp8")
-        self.optimizer = get_megatron_optimizer(OptimizerConfig(
-            optimizer="adam", lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay,
-            adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_eps=o.adam_eps,
-            clip_grad=o.clip_grad, bf16=bf16, params_dtype=torch.bfloat16 if bf16 else torch.float32,
-            use_distributed_optimizer=self.cfg.parallel.distributed_optimizer,
-            # A constant scale of 1 changes no number but gives the mixed-precision and distributed
-            # optimizers a grad scaler, hence megatron-core's found-inf check and skip.
-            loss_scale=1.0), self.model)
+        o = self.cfg.optimizer
+        self.optimizer = get_megatron_optimizer(
+            o.build(precision=self.cfg.model.precision, distributed_optimizer=self.cfg.parallel.distributed_optimizer),
+            self.model)
         chained = getattr(self.optimizer, "chained_optimizers", [self.optimizer])
         self._has_found_inf = all(getattr(o, "grad_scaler", None) is not None for o in chained)
         self.tf_config.grad_scale_func = self.optimizer.scale_loss
-        steps = self.cfg.train.steps
-        warmup = min(o.warmup_steps, steps - 1) if steps > 1 else 0
-        self.scheduler = OptimizerParamScheduler(
-            self.optimizer, init_lr=0.0 if warmup else o.lr, max_lr=o.lr, min_lr=o.min_lr,
-            lr_warmup_steps=warmup, lr_decay_steps=steps, lr_decay_style=o.decay_style,
-            start_wd=o.weight_decay, end_wd=o.weight_decay, wd_incr_steps=steps,
-            wd_incr_style="constant")
+        self.scheduler = o.build_scheduler(self.optimizer, self.cfg.train.steps)
 
     def _build_data(self) -> None:
         from srft_megatron.training.data import StepBatches, build_train_dataset
@@ -214,24 +189,36 @@ class Trainer:
 
         def forward_step(data_iterator, model):
             mb = next(data_iterator)
-            tokens = mb["tokens"].to(device)
             kwargs: dict[str, Any] = {}
-            if self.use_te:
+            if self.dims.cp > 1:  # this rank's share of every document, THD (validate: TE, packed)
+                from srft_megatron.training.context_parallel import batch_on_this_rank
+
+                mb, kwargs["packed_seq_params"] = batch_on_this_rank(
+                    mb, cp=self.dims.cp, seq_length=self.cfg.model.seq_length, multiple=self._cp_multiple(),
+                    device=device)
+                attention_mask = None
+            elif self.use_te:
                 attention_mask = None
                 if self.cfg.data.pack:
                     kwargs["packed_seq_params"] = packed_seq_params(mb["segment_ids"].to(device))
             else:
                 attention_mask = block_causal_mask(mb["segment_ids"].to(device))
-            output = model(tokens, mb["position_ids"].to(device), attention_mask,
+            output = model(mb["tokens"].to(device), mb["position_ids"].to(device), attention_mask,
                            labels=mb["labels"].to(device), **kwargs)
             return output, loss_func_for(mb["loss_weights"].to(device), weight_sum)
 
         return forward_step
 
+    def _cp_multiple(self) -> int:
+        """CP micro-batch lengths are multiples of this: 2 x CP, and TP x CP under sequence parallelism."""
+        d = self.dims
+        return math.lcm(2 * d.cp, d.tp * d.cp if d.sequence_parallel else 1)
+
     def _data_stats(self, micro) -> torch.Tensor:
         """[sum of loss weights, bad documents, real tokens, attention pairs] of the global batch
-        (fp64, all-reduced over data parallel; every rank of a TP/PP group reads the same data,
-        so every rank gets the same numbers and takes the same decision)."""
+        (fp64, all-reduced over data parallel; every rank of a TP/PP/CP group reads the same whole
+        micro-batches — CP splits them only in the forward step — so the DP sum is the global one,
+        and every rank gets the same numbers and takes the same decision)."""
         from megatron.core import parallel_state as ps
 
         stats = torch.zeros(4, dtype=torch.float64)
@@ -246,7 +233,8 @@ class Trainer:
         return stats
 
     def _loss_stats(self, reports) -> tuple[float, float]:
-        """(sum w*nll, sum w) of the step from the last pipeline stage, on every rank."""
+        """(sum w*nll, sum w) of the step from the last pipeline stage, on every rank: each CP rank
+        reports its share of the sequences, so the sums run over data x context parallel ranks."""
         from megatron.core import parallel_state as ps
 
         dev = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
@@ -254,7 +242,7 @@ class Trainer:
         if ps.is_pipeline_last_stage(ignore_virtual=True):
             for r in reports:
                 stats += r["weighted_nll"].to(dev)
-        dist.all_reduce(stats, group=ps.get_data_parallel_group())
+        dist.all_reduce(stats, group=ps.get_data_parallel_group(with_context_parallel=True))
         if ps.get_pipeline_model_parallel_world_size() > 1:
             dist.broadcast(stats, src=ps.get_pipeline_model_parallel_last_rank(),
                            group=ps.get_pipeline_model_parallel_group())

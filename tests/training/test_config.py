@@ -80,13 +80,16 @@ def test_hf_config_round_trip_and_param_counts():
 @pytest.mark.parametrize("row", ["naive", "rft", "srft", "unresolved-only", "unresolved-masked"])
 def test_paper_row_configs_are_valid_at_32_gpus(row):
     cfg = load_config(TINY_CONFIG.parent / f"qwen2.5-coder-32b-{row}.yaml")
+    with pytest.raises(ConfigError, match="sequence_parallel=true needs Transformer Engine"):
+        validate(cfg, 32, check_data=False)  # TE checks run before any process group, not after
+    cfg.model.use_te = True  # checked as for the GPU machines it is written for
     shape, dims = validate(cfg, 32, check_data=False)
     assert (dims.tp, dims.pp, dims.dp) == (8, 4, 1)
     assert shape.num_layers == 64 and cfg.data.prefixes == [f"data/{row}"]
 
 
 def test_7b_config_used_by_the_experiment_matrix():
-    cfg = load_config(TINY_CONFIG.parent / "qwen2.5-7b.yaml", ["data.prefixes=[data/rft]"])
+    cfg = load_config(TINY_CONFIG.parent / "qwen2.5-7b.yaml", ["data.prefixes=[data/rft]", "model.use_te=true"])
     shape, dims = validate(cfg, 8, check_data=False)
     assert (dims.tp, dims.pp, dims.dp) == (4, 1, 2) and shape.hidden_size == 3584
 
@@ -101,3 +104,38 @@ def test_rope_base_is_read_from_transformers_5_rope_parameters():
                       num_hidden_layers=2, vocab_size=512, rope_theta=12345.0).to_dict()
     assert Qwen2Shape.from_hf_config(cfg).rotary_base == 12345.0
     assert Qwen2Shape.from_hf_config({**cfg, "rope_parameters": None, "rope_theta": 500.0}).rotary_base == 500.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.use_te=false", "model.precision=fp8"], "model.precision=fp8 needs Transformer Engine"),
+    (["model.use_te=false", "parallel.tensor=2", "parallel.sequence_parallel=true"],
+     "sequence_parallel=true needs Transformer Engine"),
+    (["model.use_te=true", "train.micro_batch_size=2"], "THD sequences on Transformer Engine need train.micro_batch_size=1"),
+    (["model.use_te=true", "parallel.context=2", "model.seq_length=130"], "multiple of 2 x parallel.context = 4"),
+])
+def test_transformer_engine_needs_are_checked_before_process_groups(overrides, message):
+    """validate() is the one check (issue 16): what once failed only after the process groups
+    started (sequence parallelism and THD without TE / with micro-batches of two) fails here."""
+    cfg = load_config(TINY_CONFIG, overrides)
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg, 2, check_data=False)
+    assert not dist.is_initialized()
+
+
+def test_build_methods_make_the_megatron_objects():
+    """The config sections build megatron-core's objects (OLMo-core's `XConfig.build()`)."""
+    from megatron.core.distributed import DistributedDataParallelConfig
+    from megatron.core.optimizer import OptimizerConfig as MegatronOptimizerConfig
+
+    cfg = load_config(TINY_CONFIG, ["model.use_te=false", "model.precision=bf16", "parallel.tensor=2",
+                                    "optimizer.lr=3e-4", "optimizer.clip_grad=0.5"])
+    shape, dims = validate(cfg, 4, check_data=False)
+    tf = cfg.model.build(shape, cfg.parallel)
+    assert (tf.tensor_model_parallel_size, tf.context_parallel_size, tf.num_layers) == (2, 1, shape.num_layers)
+    assert tf.calculate_per_token_loss and tf.bf16
+    ddp = cfg.parallel.build_ddp_config()
+    assert isinstance(ddp, DistributedDataParallelConfig) and ddp.grad_reduce_in_fp32
+    assert ddp.use_distributed_optimizer == cfg.parallel.distributed_optimizer
+    opt = cfg.optimizer.build(precision="bf16", distributed_optimizer=True)
+    assert isinstance(opt, MegatronOptimizerConfig)
+    assert (opt.lr, opt.clip_grad, opt.bf16, opt.loss_scale) == (3e-4, 0.5, True, 1.0)
