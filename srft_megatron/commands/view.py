@@ -239,7 +239,7 @@ def show_run(args: argparse.Namespace) -> int:
         print(f"left out: {err}", file=sys.stderr)
     target = Path(args.output) if args.output else Path(args.run) / "run.html"
     _write(target, run_page(metrics, f"SRFT training run: {Path(args.run).resolve().name}"))
-    print(f"wrote {target}: {len(metrics.steps)} steps"
+    print(f"wrote {target}: {metrics.describe()}"
           + ("" if metrics.has_validation() else "; no validation records (no val/* in metrics.jsonl)"))
     return 0
 

@@ -49,8 +49,16 @@ class RunMetrics:
                 out.append((float(step), float(value) if ok else None))
         return out
 
+    def evaluations(self) -> int:
+        """How many steps carry validation numbers (the trainer evaluates at step 0 too)."""
+        return sum(any(key.startswith("val/") for key in record) for record in self.steps.values())
+
     def has_validation(self) -> bool:
-        return any(key.startswith("val/") for record in self.steps.values() for key in record)
+        return self.evaluations() > 0
+
+    def describe(self) -> str:
+        steps = sorted(self.steps)
+        return f"steps {steps[0]}–{steps[-1]}, {self.evaluations()} evaluations"
 
 
 def read_metrics(run_dir: str | Path) -> RunMetrics:
@@ -123,8 +131,7 @@ def run_page(metrics: RunMetrics, title: str = "SRFT training run") -> str:
     body += loss_chart(metrics)
     notes += [f"left out: {err}" for err in metrics.skipped]
     note_html = "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
-    steps = sorted(metrics.steps)
-    subtitle = f"{metrics.path} · {len(steps)} steps ({steps[0]}–{steps[-1]})"
+    subtitle = f"{metrics.path} · {metrics.describe()}"
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<title>{esc(title)}</title><style>{CSS}\nfigure.run-chart {{ margin: 0 0 18px; }}\n'
             'p.note { background: #fff8e1; border: 1px solid #f0d58c; padding: 6px 10px; border-radius: 4px; }'

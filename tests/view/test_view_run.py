@@ -110,7 +110,7 @@ def test_run_page_plots_each_label_nll_per_step(chromium, tmp_path):
     values = write_run(run)
     proc = srft("view", "--run", str(run))
     assert proc.returncode == 0, proc.stderr
-    assert f"wrote {run / 'run.html'}: 30 steps" in proc.stdout
+    assert f"wrote {run / 'run.html'}: steps 1–30, 7 evaluations" in proc.stdout
     dom, charts = rendered_charts(chromium, run / "run.html", tmp_path)
     assert [c["title"].split(" ")[:2] for c in charts] == [["Validation", "NLL"], ["Validation", "NLL"], ["Loss", "(the"]]
     nll, outcome, loss = charts
