@@ -463,8 +463,14 @@ def open_labels(prefix: str | os.PathLike) -> LabelChannel:
     return LabelChannel(str(prefix), labels, dict(meta["label_codes"]))
 
 
-def shifted_example(tokens: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Next-token example from a window of n+1 tokens: inputs, labels and their loss weights."""
-    return {"tokens": np.asarray(tokens[:-1], dtype=np.int64),
-            "labels": np.asarray(tokens[1:], dtype=np.int64),
-            "loss_weights": np.asarray(weights[1:], dtype=np.float32)}
+def shifted_example(tokens: np.ndarray, weights: np.ndarray,
+                    label_codes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Next-token example from a window of n+1 tokens: inputs, labels and their loss weights
+    (and, given the label channel's window, the step label of each predicted token). The one
+    input/label shift rule: the training data (`training.data.assemble_sample`) calls this."""
+    out = {"tokens": np.asarray(tokens[:-1], dtype=np.int64),
+           "labels": np.asarray(tokens[1:], dtype=np.int64),
+           "loss_weights": np.asarray(weights[1:], dtype=np.float32)}
+    if label_codes is not None:
+        out["label_codes"] = np.asarray(label_codes[1:], dtype=np.int64)
+    return out

@@ -71,6 +71,10 @@ class DataConfig:
     pack: bool = True                   # several whole trajectories per sequence
     seed: int = 1234
     cache_dir: str | None = None
+    # Validation (training/evaluation.py): whole datasets with the label channel, or a fraction of
+    # the training documents held out (seeded by `seed`, never trained); at most one of the two.
+    validation_prefixes: list[str] = field(default_factory=list)
+    validation_fraction: float = 0.0
 
 
 @dataclass
@@ -145,6 +149,8 @@ class TrainConfig:
     # If the first this-many steps all have zero weighted tokens, stop (exit 1): the data trains
     # nothing (a policy masking every step, the wrong datasets). 0: never stop for that.
     max_empty_steps: int = 10
+    eval_interval: int = 0              # per-label validation NLL every N steps, before the first and at the end (0: off)
+    eval_samples: int = 8               # validation sequences per eval (a multiple of micro_batch_size x data-parallel)
 
 
 @dataclass
@@ -160,6 +166,7 @@ class LoggingConfig:
     tensorboard: bool = True
     wandb_project: str | None = None
     wandb_run_name: str | None = None
+    peak_tflops_per_gpu: float | None = None  # dense peak of one GPU (e.g. 989 for H100 bf16): `mfu` per step (null: not reported)
 
 
 @dataclass
@@ -337,6 +344,7 @@ def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
                           f"{t.max_skipped_steps} and {t.max_empty_steps}")
     if cfg.optimizer.decay_style not in ("cosine", "linear", "constant"):
         raise ConfigError(f"optimizer.decay_style must be cosine, linear or constant")
+    _validate_eval(cfg, dims, shape if check_data else None)
     if check_data:
         _validate_data(cfg, shape)
     if t.init_from is not None:
@@ -418,6 +426,55 @@ def _validate_data(cfg: SrftTrainConfig, shape=None) -> list:
                           "(every loss weight is 0, training would learn nothing: check the policy and labels "
                           "given to srft preprocess)")
     return infos
+
+
+def _validate_eval(cfg: SrftTrainConfig, dims, shape=None) -> None:
+    """Validation settings (`training/evaluation.py`); with `shape`, the validation datasets too:
+    they read, fit the model like the training data, and have the label channel (so do the
+    training datasets a `validation_fraction` holds documents out of)."""
+    from srft_megatron.dataset import LABEL_SUFFIXES, check_dataset
+    from srft_megatron.errors import DatasetError
+    from srft_megatron.training.data import held_out_documents
+
+    d, t = cfg.data, cfg.train
+    if not 0.0 <= d.validation_fraction < 1.0:
+        raise ConfigError(f"data.validation_fraction must be in [0, 1), got {d.validation_fraction}")
+    if d.validation_prefixes and d.validation_fraction > 0:
+        raise ConfigError("give data.validation_prefixes or data.validation_fraction, not both")
+    if t.eval_interval < 0:
+        raise ConfigError(f"train.eval_interval must be >= 0 (0: no validation), got {t.eval_interval}")
+    if cfg.logging.peak_tflops_per_gpu is not None and cfg.logging.peak_tflops_per_gpu <= 0:
+        raise ConfigError(f"logging.peak_tflops_per_gpu must be > 0 or null, got {cfg.logging.peak_tflops_per_gpu}")
+    if not t.eval_interval:
+        return
+    if not d.validation_prefixes and not d.validation_fraction:
+        raise ConfigError(f"train.eval_interval={t.eval_interval} needs validation data: set "
+                          "data.validation_prefixes=[PREFIX,...] or data.validation_fraction (e.g. 0.05)")
+    per_step = t.micro_batch_size * dims.dp
+    if t.eval_samples < 1 or t.eval_samples % per_step:
+        raise ConfigError(f"train.eval_samples={t.eval_samples} must be a positive multiple of "
+                          f"micro_batch_size x data-parallel = {per_step}")
+    vpp = cfg.parallel.virtual_pipeline
+    if vpp and vpp > 1 and (t.eval_samples // per_step) % cfg.parallel.pipeline:
+        raise ConfigError(f"interleaved pipeline needs eval micro-batches ({t.eval_samples // per_step}) to be a "
+                          f"multiple of parallel.pipeline={cfg.parallel.pipeline}: change train.eval_samples")
+    if shape is None:
+        return
+    for key, prefixes in (("data.validation_prefixes", d.validation_prefixes),
+                          ("data.prefixes", d.prefixes if d.validation_fraction else [])):
+        for prefix in prefixes:
+            try:
+                info = check_dataset(prefix)
+            except (FileNotFoundError, DatasetError) as exc:
+                raise ConfigError(f"{key}: {exc}") from None
+            _check_fits_model(info, cfg, shape)
+            if "label_codes" not in info.meta or not all(s in (info.meta.get("files") or {}) for s in LABEL_SUFFIXES):
+                raise ConfigError(f"{key}: dataset {prefix} has no label channel ({prefix}_labels), which per-label "
+                                  "validation reads: re-run srft preprocess (it writes the channel)")
+            if key == "data.prefixes" and len(held_out_documents(info.documents, d.validation_fraction,
+                                                                 d.seed)) >= info.documents:
+                raise ConfigError(f"data.validation_fraction={d.validation_fraction} holds out all {info.documents} "
+                                  f"documents of {prefix}: nothing would be trained on it")
 
 
 def _policy(info) -> str:

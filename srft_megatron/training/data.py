@@ -37,7 +37,7 @@ import torch
 from megatron.core.datasets.blended_megatron_dataset_config import BlendedMegatronDatasetConfig
 from megatron.core.datasets.megatron_dataset import MegatronDataset
 
-from srft_megatron.dataset import WeightedDocuments, document_problem, open_dataset
+from srft_megatron.dataset import WeightedDocuments, document_problem, open_dataset, shifted_example
 from srft_megatron.training.packing import packed_order
 
 PAD_TOKEN = 0
@@ -47,6 +47,17 @@ PAD_TOKEN = 0
 class WeightedDatasetConfig(BlendedMegatronDatasetConfig):
     pack: bool = True
     vocab_size: int | None = None  # token ids must be below it (checked as documents are read)
+    held_out_fraction: float = 0.0  # documents kept for validation (`held_out_documents`), never trained
+
+
+def held_out_documents(n_docs: int, fraction: float, seed: int) -> np.ndarray:
+    """Sorted ids of the documents of a dataset held out for validation (`data.validation_fraction`):
+    round(fraction x n_docs), at least one, drawn by a permutation seeded with `data.seed` — the
+    same function for the training side (which leaves them out) and the validation side."""
+    if fraction <= 0:
+        return np.zeros(0, dtype=np.int64)
+    n_val = max(1, int(round(fraction * n_docs)))
+    return np.sort(np.random.RandomState(seed).permutation(n_docs)[:n_val]).astype(np.int64)
 
 
 def pack_documents(lengths: np.ndarray, seq_length: int, num_samples: int | None, seed: int,
@@ -71,6 +82,9 @@ class WeightedPackedDataset(MegatronDataset):
 
     def __init__(self, dataset: WeightedDocuments, dataset_path: str | None, indices: np.ndarray,
                  num_samples: int | None, index_split, config: WeightedDatasetConfig) -> None:
+        if config.held_out_fraction > 0:
+            indices = np.setdiff1d(indices, held_out_documents(len(dataset), config.held_out_fraction,
+                                                               config.random_seed)).astype(indices.dtype)
         super().__init__(dataset, dataset_path, indices, num_samples, index_split, config)
         lengths = dataset.tokens.sequence_lengths[indices].astype(np.int64)
         self.truncated_documents = int((lengths > config.sequence_length + 1).sum())
@@ -88,7 +102,7 @@ class WeightedPackedDataset(MegatronDataset):
 
     @staticmethod
     def _key_config_attributes() -> list[str]:
-        return super(WeightedPackedDataset, WeightedPackedDataset)._key_config_attributes() + ["pack"]
+        return super(WeightedPackedDataset, WeightedPackedDataset)._key_config_attributes() + ["pack", "held_out_fraction"]
 
     def __len__(self) -> int:
         return len(self.bounds) - 1
@@ -108,16 +122,33 @@ def _describe_document(docs, doc: int) -> str:
     return (f"dataset {prefix} " if prefix else "") + f"document {doc}" + (f" (trajectory {traj})" if traj else "")
 
 
-def assemble_sample(docs: WeightedDocuments, doc_ids, seq_length: int,
-                    vocab_size: int | None = None) -> dict[str, np.ndarray]:
-    """Concatenate shifted documents into one padded sequence of `seq_length` positions.
+def _resolved_code(docs, doc: int) -> int:
+    """`label_nll.RESOLVED_CODES` code of a document's trajectory, from the per-document records
+    preprocess writes into meta.json (`documents[i].resolved`: true / false / null)."""
+    from srft_megatron.training.label_nll import RESOLVED_CODES
 
+    meta_docs = (getattr(docs, "meta", None) or {}).get("documents") or []
+    record = meta_docs[doc] if doc < len(meta_docs) and isinstance(meta_docs[doc], dict) else {}
+    resolved = record.get("resolved")
+    return RESOLVED_CODES["unknown" if resolved is None else "resolved" if resolved else "unresolved"]
+
+
+def assemble_sample(docs: WeightedDocuments, doc_ids, seq_length: int,
+                    vocab_size: int | None = None, labels=None) -> dict[str, np.ndarray]:
+    """Concatenate shifted documents (`dataset.shifted_example`) into one padded sequence of
+    `seq_length` positions.
+
+    With `labels` (the dataset's label channel, `dataset.open_labels`) the sample also carries
+    `label_codes` (the step label of each predicted token, -1 on padding) and `resolved` (the
+    `label_nll.RESOLVED_CODES` code of each position's trajectory, -1 on padding), for validation.
     A document whose read part fails `document_problem` is left out and described in `bad`."""
     tokens = np.full(seq_length, PAD_TOKEN, dtype=np.int64)
-    labels = np.full(seq_length, PAD_TOKEN, dtype=np.int64)
+    targets = np.full(seq_length, PAD_TOKEN, dtype=np.int64)
     weights = np.zeros(seq_length, dtype=np.float32)
     position_ids = np.zeros(seq_length, dtype=np.int64)
     segment_ids = np.full(seq_length, len(doc_ids), dtype=np.int64)  # padding: its own segment
+    codes = np.full(seq_length, -1, dtype=np.int64) if labels is not None else None
+    resolved = np.full(seq_length, -1, dtype=np.int64) if labels is not None else None
     doc_lengths = []
     bad = []
     at = 0
@@ -126,35 +157,45 @@ def assemble_sample(docs: WeightedDocuments, doc_ids, seq_length: int,
         n = min(len(tok), seq_length + 1) - 1
         if n <= 0:
             continue
-        problem = document_problem(tok[:n + 1], w[1:n + 1], vocab_size)
+        ex = shifted_example(tok[:n + 1], w[:n + 1], labels[int(doc)][:n + 1] if labels is not None else None)
+        problem = document_problem(tok[:n + 1], ex["loss_weights"], vocab_size)
         if problem is not None:
             bad.append(f"{_describe_document(docs, int(doc))}: {problem}")
             continue
-        tokens[at:at + n] = tok[:n]
-        labels[at:at + n] = tok[1:n + 1]
-        weights[at:at + n] = w[1:n + 1]
+        tokens[at:at + n] = ex["tokens"]
+        targets[at:at + n] = ex["labels"]
+        weights[at:at + n] = ex["loss_weights"]
+        if labels is not None:
+            codes[at:at + n] = ex["label_codes"]
+            resolved[at:at + n] = _resolved_code(docs, int(doc))
         position_ids[at:at + n] = np.arange(n)
         segment_ids[at:at + n] = seg
         doc_lengths.append(n)
         at += n
     if at < seq_length:
         position_ids[at:] = np.arange(seq_length - at)
-    return {"tokens": tokens, "labels": labels, "loss_weights": weights,
-            "position_ids": position_ids, "segment_ids": segment_ids,
-            "num_real_tokens": np.int64(at), "doc_lengths": np.asarray(doc_lengths, dtype=np.int64),
-            "bad": bad}
+    sample = {"tokens": tokens, "labels": targets, "loss_weights": weights,
+              "position_ids": position_ids, "segment_ids": segment_ids,
+              "num_real_tokens": np.int64(at), "doc_lengths": np.asarray(doc_lengths, dtype=np.int64),
+              "bad": bad}
+    if labels is not None:
+        sample.update(label_codes=codes, resolved=resolved)
+    return sample
 
 
 def build_train_dataset(prefixes: list[str], weights: list[float] | None, *, seq_length: int,
                         num_samples: int, seed: int, pack: bool = True,
-                        cache_dir: str | None = None, vocab_size: int | None = None):
-    """The blended training dataset with at least `num_samples` samples (megatron-core builder)."""
+                        cache_dir: str | None = None, vocab_size: int | None = None,
+                        held_out_fraction: float = 0.0):
+    """The blended training dataset with at least `num_samples` samples (megatron-core builder);
+    the documents `held_out_documents` picks for validation are left out."""
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 
     config = WeightedDatasetConfig(
         random_seed=seed, sequence_length=seq_length,
         blend=(list(prefixes), list(weights) if weights is not None else None),
         split="100,0,0", path_to_cache=cache_dir, pack=pack, vocab_size=vocab_size,
+        held_out_fraction=held_out_fraction,
         mid_level_dataset_surplus=0.05,
     )
     if len(prefixes) == 1:
@@ -165,16 +206,20 @@ def build_train_dataset(prefixes: list[str], weights: list[float] | None, *, seq
     if train is None or len(train) < num_samples:
         # Without weights the builder concatenates the datasets one epoch each: grow epochs.
         if weights is None and len(prefixes) > 1:
-            per = [len(open_dataset(p)) for p in prefixes]
+            n_docs = [len(open_dataset(p)) for p in prefixes]
+            per = [n - len(held_out_documents(n, held_out_fraction, seed)) for n in n_docs]
             return build_train_dataset(prefixes, [float(n) for n in per], seq_length=seq_length,
                                        num_samples=num_samples, seed=seed, pack=pack,
-                                       cache_dir=cache_dir, vocab_size=vocab_size)
+                                       cache_dir=cache_dir, vocab_size=vocab_size,
+                                       held_out_fraction=held_out_fraction)
         raise ValueError(f"could not build {num_samples} samples from {prefixes}")
     return train
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     keys = ("tokens", "labels", "loss_weights", "position_ids", "segment_ids")
+    if all("label_codes" in s for s in samples):  # validation samples (assemble_sample with labels)
+        keys += ("label_codes", "resolved")
     batch = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in keys}
     batch["num_real_tokens"] = torch.tensor(sum(int(s["num_real_tokens"]) for s in samples))
     batch["attn_pairs"] = torch.tensor(sum(int((s["doc_lengths"] ** 2).sum()) for s in samples))

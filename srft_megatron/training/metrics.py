@@ -1,10 +1,23 @@
-"""Per-step metrics: loss, weighted-token fraction, tokens/s, TFLOP/s per GPU, grad norm, LR.
+"""Per-step metrics: loss, weighted-token fraction, tokens/s, TFLOP/s per GPU, MFU, peak memory,
+grad norm, LR; and the validation metrics of each eval.
 
 Written by the global rank 0 to `RUN_DIR/metrics.jsonl` (one JSON object per optimizer step,
 appended and flushed, so a killed run keeps the steps it finished), to TensorBoard
 (`RUN_DIR/tensorboard`) and to Weights & Biases when `logging.wandb_project` is set. A step that
 was not applied says so: `skipped` (with `skip_reason`: bad data, non-finite loss or gradients)
 or `empty` (no weighted token); its `loss`/`grad_norm` are null when there are none.
+
+Per step also: `peak_memory_gb` with `memory_kind` (`cuda_max_allocated`: the largest
+`torch.cuda.max_memory_allocated` of any rank since the start; `cpu_max_rss`: the largest
+resident set of any rank's process, `resource.getrusage`, on CPU) and, when
+`logging.peak_tflops_per_gpu` is set, `mfu` = tflops_per_gpu / that peak.
+
+Validation (`training/evaluation.py`) writes *separate* records, one per eval: `{"step": k,
+"val/loss": ..., "val/nll/<label>": ..., "val/nll/resolved": ..., "val/nll/unresolved": ...,
+"val/tokens": ..., "val/time_s": ...}` where k is the number of steps trained when the model was
+measured (0: before the first step); such a record has no `loss` key (`is_eval_record`). Keys
+holding a `/` keep their own namespace in TensorBoard / W&B (`val/...`); the others are logged
+under `train/`.
 
 FLOPs are exactly Megatron-LM's `num_floating_point_operations(args, batch_size,
 seqlen_squared_sum_in_batch, total_real_tokens_in_batch)` (NVIDIA/Megatron-LM d98e8a64,
@@ -24,6 +37,31 @@ import math
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def is_eval_record(record: dict[str, Any]) -> bool:
+    """A validation record of metrics.jsonl (as opposed to a training step's)."""
+    return any(key.startswith("val/") for key in record)
+
+
+def peak_memory() -> tuple[float, str]:
+    """(GB, kind): the peak memory of the most loaded rank so far (see module docstring). A
+    collective (MAX over all ranks) when torch.distributed is running: every rank calls it."""
+    if torch.cuda.is_available():
+        value, kind = torch.cuda.max_memory_allocated() / 1e9, "cuda_max_allocated"
+    else:
+        import resource
+
+        value, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, "cpu_max_rss"  # KiB on Linux
+    if dist.is_available() and dist.is_initialized():
+        t = torch.tensor([value], dtype=torch.float64,
+                         device=torch.cuda.current_device() if torch.cuda.is_available() else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        value = float(t)
+    return value, kind
 
 
 def step_flops(shape, real_tokens: int, attn_pairs: int) -> float:
@@ -72,12 +110,13 @@ class MetricsWriter:
         self._file.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
         self._file.flush()
         step = record["step"]
+        named = {(k if "/" in k else f"train/{k}"): v for k, v in record.items() if k != "step"}
         if self._tb is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self._tb.add_scalar(f"train/{key}", value, step)
+            for key, value in named.items():
+                if isinstance(value, (int, float)):
+                    self._tb.add_scalar(key, value, step)
         if self._wandb is not None:
-            self._wandb.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
+            self._wandb.log(named, step=step)
 
     def close(self) -> None:
         if not self.enabled:

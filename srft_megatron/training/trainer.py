@@ -128,10 +128,28 @@ class Trainer:
         self.dataset = build_train_dataset(
             d.prefixes, d.weights, seq_length=self.cfg.model.seq_length,
             num_samples=t.steps * t.global_batch_size, seed=d.seed, pack=d.pack, cache_dir=d.cache_dir,
-            vocab_size=self.shape.vocab_size)
+            vocab_size=self.shape.vocab_size, held_out_fraction=d.validation_fraction)
         self.batches = StepBatches(self.dataset, global_batch_size=t.global_batch_size,
                                    micro_batch_size=t.micro_batch_size, dp_rank=self.dp_rank,
                                    dp_size=self.dp_size)
+        self.evaluator = self._build_evaluator()
+
+    def _build_evaluator(self):
+        """This rank's validation micro-batches (`training/evaluation.py`); None when
+        train.eval_interval is 0."""
+        from srft_megatron.training.evaluation import Evaluator, validation_samples, validation_sources
+
+        d, t = self.cfg.data, self.cfg.train
+        if not t.eval_interval:
+            return None
+        samples = validation_samples(validation_sources(d), seq_length=self.cfg.model.seq_length,
+                                     num_samples=t.eval_samples, seed=d.seed, pack=d.pack,
+                                     vocab_size=self.shape.vocab_size)
+        evaluator = Evaluator(samples, micro_batch_size=t.micro_batch_size, dp_rank=self.dp_rank,
+                              dp_size=self.dp_size)
+        for what in evaluator.bad_documents:
+            print(f"[srft train] rank {dist.get_rank()} validation: {what}; left out", flush=True)
+        return evaluator
 
     # ---- checkpoints ---------------------------------------------------------------------
     @property
@@ -181,7 +199,9 @@ class Trainer:
         return path
 
     # ---- one step ------------------------------------------------------------------------
-    def _forward_step(self, weight_sum: torch.Tensor):
+    def _forward_step(self, weight_sum: torch.Tensor | None, loss_for=None):
+        """The schedules' forward step; `loss_for(mb, device)` replaces the training loss
+        (`evaluation.eval_loss_for` for validation)."""
         from srft_megatron.training.data import block_causal_mask, packed_seq_params
         from srft_megatron.training.loss import loss_func_for
 
@@ -205,6 +225,8 @@ class Trainer:
                 attention_mask = block_causal_mask(mb["segment_ids"].to(device))
             output = model(mb["tokens"].to(device), mb["position_ids"].to(device), attention_mask,
                            labels=mb["labels"].to(device), **kwargs)
+            if loss_for is not None:
+                return output, loss_for(mb, device)
             return output, loss_func_for(mb["loss_weights"].to(device), weight_sum)
 
         return forward_step
@@ -314,13 +336,16 @@ class Trainer:
                                  time.perf_counter() - start)
 
     def _step_record(self, data, wnll, wsum, grad_norm, update_ok, skip_reason, empty, seconds) -> dict[str, Any]:
-        from srft_megatron.training.metrics import step_flops
+        from srft_megatron.training.metrics import peak_memory, step_flops
 
         weight_sum, _, tokens, pairs = (float(x) for x in data.tolist())
         world = dist.get_world_size()
         flops = step_flops(self.shape, int(tokens), int(pairs)) if wnll is not None else 0.0
         loss = wnll / wsum if wnll is not None and wsum and wsum > 0 else None
-        return {
+        tflops = flops / seconds / world / 1e12
+        memory_gb, memory_kind = peak_memory()  # a collective: every rank builds the record
+        peak = self.cfg.logging.peak_tflops_per_gpu
+        return {**({"mfu": tflops / peak} if peak else {}), "peak_memory_gb": memory_gb, "memory_kind": memory_kind,
             "step": self.step,
             "loss": loss if loss is not None and math.isfinite(loss) else None,
             "grad_norm": float(grad_norm) if grad_norm is not None else None,
@@ -331,7 +356,7 @@ class Trainer:
             "weighted_tokens": weight_sum,
             "weighted_fraction": weight_sum / tokens if tokens and math.isfinite(weight_sum) else 0.0,
             "tokens_per_s": tokens / seconds,
-            "tflops_per_gpu": flops / seconds / world / 1e12,
+            "tflops_per_gpu": tflops,
             "step_time_s": seconds,
             "consumed_samples": self.consumed_samples,
             "update_ok": bool(update_ok),
@@ -371,6 +396,8 @@ class Trainer:
         healthy = False  # save at exit only after a clean stop (not after an error or a NaN)
         failure = None
         try:
+            if self.evaluator is not None and self.step == 0:
+                self._evaluate(metrics)  # the baseline every later eval is read against
             while self.step < t.steps:
                 record = self.train_step()
                 if (self.step % self.cfg.logging.log_interval == 0 or self.step == t.steps
@@ -385,6 +412,8 @@ class Trainer:
                 failure = self._failure(record)
                 if failure:
                     break
+                if self.evaluator is not None and (self.step % t.eval_interval == 0 or self.step == t.steps):
+                    self._evaluate(metrics)
                 if ck.save_interval and self.step % ck.save_interval == 0:
                     self.save()
                     last_saved = self.step
@@ -408,6 +437,19 @@ class Trainer:
             self._log_line(f"error: {failure}")
             return 1
         return 0
+
+    def _evaluate(self, metrics) -> dict[str, Any]:
+        """One eval (`training/evaluation.py`) of the model after `self.step` steps, logged as its
+        own metrics.jsonl record and as one line."""
+        from srft_megatron.training.evaluation import eval_loss_for
+
+        record = {"step": self.step, **self.evaluator.run(
+            self.model, self._forward_step(None, loss_for=eval_loss_for), self.cfg.model.seq_length)}
+        metrics.log(record)
+        nll = ", ".join(f"{k[len('val/nll/'):]} {v:.3f}" for k, v in record.items() if k.startswith("val/nll/"))
+        loss = record.get("val/loss")
+        self._log_line(f"eval at step {self.step}: val/loss {loss if loss is None else f'{loss:.4f}'}; NLL {nll}")
+        return record
 
     def _failure(self, record: dict[str, Any]) -> str | None:
         """Why the run must stop after this step (None to go on)."""

@@ -14,13 +14,18 @@ TINY_CONFIG = ROOT / "configs" / "tiny.yaml"
 
 
 def make_dataset(prefix: Path, *, n_docs: int = 24, vocab: int = 512, min_len: int = 8,
-                 max_len: int = 60, seed: int = 0, fractional: bool = True) -> Path:
+                 max_len: int = 60, seed: int = 0, fractional: bool = True, labels: bool = False) -> Path:
     """Random documents with step-like weight spans: 0 (prompt/observation), 1, or a fraction.
 
-    Span weights vary per document, so micro-batches have unequal kept-token counts."""
+    Span weights vary per document, so micro-batches have unequal kept-token counts. With
+    `labels`, also a label channel (weighted tokens good/unnecessary/recover/unlabelled, a third
+    of the others harmful, the rest context) and per-document `resolved` records in the metadata
+    (drawn from a second generator: the tokens and weights are those of `labels=False`)."""
     rng = np.random.RandomState(seed)
-    with DatasetWriter(prefix) as writer:
-        for _ in range(n_docs):
+    lrng = np.random.RandomState(seed + 1)
+    documents = []
+    with DatasetWriter(prefix, with_labels=labels) as writer:
+        for i in range(n_docs):
             n = int(rng.randint(min_len, max_len))
             tokens = rng.randint(1, vocab, n).astype(np.int32)
             weights = np.zeros(n, dtype=np.float32)
@@ -31,8 +36,13 @@ def make_dataset(prefix: Path, *, n_docs: int = 24, vocab: int = 512, min_len: i
                 value = 1.0 if choice < 0.5 else (0.0 if choice < 0.75 or not fractional else 0.25 + 0.5 * rng.rand())
                 weights[at:at + span] = value
                 at += span + int(rng.randint(1, 6))
-            writer.add(tokens, weights)
-        writer.commit({"source": "synthetic test data"})
+            if not labels:
+                writer.add(tokens, weights)
+                continue
+            codes = np.where(weights > 0, lrng.choice([1, 2, 4, 5], n), np.where(lrng.rand(n) < 0.3, 3, 0))
+            writer.add(tokens, weights, codes.astype(np.uint8))
+            documents.append({"id": f"doc-{i}", "resolved": [True, False, None][(i // 2) % 3]})
+        writer.commit({"source": "synthetic test data", **({"documents": documents} if labels else {})})
     return prefix
 
 
