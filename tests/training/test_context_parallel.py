@@ -150,3 +150,49 @@ def test_context_parallel_config_is_checked_up_front():
     assert (dims.dp, dims.world_size) == (2, 16)
     with pytest.raises(ConfigError, match="tensor x pipeline x context = 2 x 1 x 4"):
         ParallelDims.from_world(12, tp=2, cp=4)
+
+
+def test_cp_sequence_length_grows_only_when_padding_overflows():
+    from srft_megatron.training.context_parallel import cp_sequence_length
+
+    assert cp_sequence_length([10, 20], 64, cp=2, multiple=4) == 64            # 12 + 20 fit
+    assert cp_sequence_length([61, 3], 64, cp=2, multiple=4) == 68             # 64 + 4: next multiple
+    assert cp_sequence_length([61, 3], 64, cp=2, multiple=16) == 80            # SP: TP x CP = 16
+    with pytest.raises(ValueError, match="not a multiple of 2 x CP"):
+        cp_sequence_length([1], 64, cp=4, multiple=4)
+
+
+@pytest.mark.parametrize("cp", [2, 4])
+def test_trainer_batch_goes_through_megatrons_cp_split(micro_batches, monkeypatch, cp):
+    """`batch_on_this_rank` (the trainer's forward step under CP) hands the padded batch to
+    megatron-core's own `get_batch_on_this_cp_rank`. Here TE's `thd_get_partitioned_indices`
+    (GPU-only) is stood in for by `partition_indices` and the CP group by a stand-in of size cp:
+    each rank's share and THD params must be the reference split of the padded micro-batch."""
+    import types
+
+    import megatron.core.parallel_state as ps
+    import megatron.core.utils as mcore_utils
+    import torch.distributed as dist
+
+    from srft_megatron.training.context_parallel import batch_on_this_rank, cp_sequence_length, document_lengths
+
+    group, state = object(), {"rank": 0}
+    get_world_size, get_rank = dist.get_world_size, dist.get_rank
+    monkeypatch.setattr(ps, "get_context_parallel_group", lambda *a, **k: group)
+    monkeypatch.setattr(dist, "get_world_size", lambda g=None: cp if g is group else get_world_size(g))
+    monkeypatch.setattr(dist, "get_rank", lambda g=None: state["rank"] if g is group else get_rank(g))
+    monkeypatch.setattr(mcore_utils, "tex", types.SimpleNamespace(
+        thd_get_partitioned_indices=lambda cu, total, size, rank: partition_indices(cu, size, rank)))
+    for mb in micro_batches[:3]:
+        n = int(mb["num_real_tokens"])
+        length = cp_sequence_length(document_lengths(mb["segment_ids"][0, :n]).tolist(), SEQ, cp, 2 * cp)
+        padded = pad_documents_for_cp(mb, cp, seq_length=length)
+        for rank in range(cp):
+            state["rank"] = rank
+            share, params = batch_on_this_rank(mb, cp=cp, seq_length=SEQ, multiple=2 * cp, device="cpu")
+            want = split_for_rank(padded, cp, rank)
+            for key in ("tokens", "labels", "loss_weights", "position_ids"):
+                assert torch.equal(share[key], want[key]), key
+            assert torch.equal(params.cu_seqlens_q, padded["cu_seqlens_padded"])
+            assert torch.equal(params.cu_seqlens_q_padded, padded["cu_seqlens_padded"])
+            assert params.qkv_format == "thd" and params.max_seqlen_q == int(torch.diff(params.cu_seqlens_q).max())
