@@ -33,7 +33,7 @@ import yaml
 
 from srft_megatron.errors import InputError
 from srft_megatron.render import RENDER_MODES
-from srft_megatron.tools import load_profile, profile_names as tool_profile_names
+from srft_megatron.tools import function_docs, load_profile, profile_names as tool_profile_names
 
 PROFILE_PACKAGE = "srft_megatron.agent_profiles"
 TEMPLATE_KEYS = ("system_template", "instance_template", "next_step_template", "next_step_no_output_template",
@@ -198,6 +198,17 @@ def load_agent_profile(spec: str) -> AgentProfile:
     return _from_mapping(yaml.safe_load(text), f"agent profile {spec}")
 
 
+def documented_tools(system_template: str) -> str:
+    """The tool profile whose xml documentation (`tools.function_docs`) the system template holds
+    word for word: SWE-smith's config writes its own tool descriptions there (its `bash` is "Execute
+    a bash command in the terminal.", not SWE-agent 1.x's), and what the model reads is what the
+    profile's tools must say. Else `swe-agent`, the function-calling tools SWE-agent sends."""
+    for name in tool_profile_names():
+        if function_docs(load_profile(name)) in system_template:
+            return name
+    return "swe-agent"
+
+
 def profile_from_swe_agent_config(path: str, name: str | None = None) -> AgentProfile:
     """A SWE-agent run config (`agent.templates`, `agent.tools`, `agent.history_processors`,
     `agent.model` limits) as a profile. Refuses what has no profile equivalent, naming it."""
@@ -229,7 +240,8 @@ def profile_from_swe_agent_config(path: str, name: str | None = None) -> AgentPr
     limits = {"step_limit": model.get("per_instance_call_limit"), "cost_limit": model.get("per_instance_cost_limit"),
               "execution_timeout": tools_cfg.get("execution_timeout"), "temperature": model.get("temperature")}
     profile = AgentProfile(
-        name=name or Path(path).stem, render=PARSE_FUNCTION_RENDER[parse], tools="swe-agent", templates=templates,
+        name=name or Path(path).stem, render=PARSE_FUNCTION_RENDER[parse],
+        tools=documented_tools(templates["system_template"]), templates=templates,
         max_observation_length=int(given.get("max_observation_length", SWE_AGENT_DEFAULT_MAX_OBSERVATION)),
         history_processors=processors, limits={k: v for k, v in limits.items() if v is not None},
         description=f"converted from the SWE-agent run config {Path(path).name}", source=Path(path).name)

@@ -19,6 +19,11 @@ profile shipped as package data (`srft_megatron/tool_profiles/NAME.json`, same f
   `Command.get_function_calling_tool()` sends them (transcribed from SWE-agent/SWE-agent at
   3ea751c, YAML folding of the docstrings kept as SWE-agent loads it).
 
+- `swe-smith`: the same three tools as SWE-smith's inference config (agent/swesmith_infer.yaml)
+  documents them in its system prompt, in its order (`bash`, `submit`, `str_replace_editor`) and
+  words (its `bash` is "Execute a bash command in the terminal."): `function_docs` of this profile
+  is that documentation character for character. The `swe-smith` agent profile uses it.
+
 In `--render xml` the model sees no `<tools>` block: SWE-smith's inference config writes the
 function documentation into the system message instead (`---- BEGIN FUNCTION #1: bash ----`).
 `xml_system_content` keeps that documentation when the source has it and writes it from the
@@ -39,9 +44,12 @@ from srft_megatron.trajectory import validate_tools
 PROFILE_PACKAGE = "srft_megatron.tool_profiles"
 XML_DOCS_MARKER = "---- BEGIN FUNCTION #"
 
-# SWE-smith's inference system prompt around the function documentation (agent/swesmith_infer.yaml).
+# SWE-smith's inference system prompt around the function documentation (agent/swesmith_infer.yaml),
+# verbatim: two blank lines after the last function block (`srft check-scaffold --profile swe-smith`
+# proves the xml render equals that prompt token for token).
 _XML_DOCS_HEAD = "You have access to the following functions:\n\n"
 _XML_DOCS_TAIL = """
+
 
 If you choose to call a function ONLY reply in the following format with NO suffix:
 

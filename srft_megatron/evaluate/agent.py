@@ -27,7 +27,6 @@ from pathlib import Path
 import yaml
 
 from srft_megatron.agent_profile import load_agent_profile
-from srft_megatron.errors import ConfigError
 from srft_megatron.io import atomic_open
 
 PREDS = "preds.json"  # mini-swe-agent's predictions file in its output directory
@@ -88,10 +87,7 @@ def profile_overlay(overlay: dict, spec: str, profile_path: Path) -> dict:
     the task `problem_statement` (SWE-agent's name) where mini-swe-agent says `task`: a Jinja `set`
     at the start binds one to the other and prints nothing. The profile is written next to the
     overlay, so the agent's venv reads the same file whatever `spec` was."""
-    profile = load_agent_profile(spec)
-    if profile.render != "tools":
-        raise ConfigError(f"agent profile {profile.name}: render {profile.render!r} cannot run in mini-swe-agent "
-                          "yet (tool calling only; no xml action parser)")
+    profile = load_agent_profile(spec)  # xml profiles too: ProfileModel parses the call in the text
     with atomic_open(profile_path, "w", encoding="utf-8") as handle:
         handle.write(profile.to_yaml())
     bind = "{%- set problem_statement = task -%}"

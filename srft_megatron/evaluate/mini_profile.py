@@ -20,7 +20,9 @@ PYTHONPATH; the entry point is
 
     .venv-agent/bin/python -m srft_megatron.evaluate.mini_profile --trajectory T.traj --profile swe-agent \\
         --repo CHECKOUT --requests requests.jsonl --output agent.traj.json
-Only `render: tools` profiles run here (an xml action parser is not written yet).
+In a `render: xml` profile (SWE-smith) no tools are sent: the model writes its call into the
+text, parsed by SWE-agent's `xml_function_calling` rules (`evaluate/xml_actions.py`), a refused
+reply is answered with that parser's error message, and observations are `user` turns.
 """
 
 from __future__ import annotations
@@ -45,17 +47,14 @@ from pydantic import BaseModel
 from srft_megatron.agent_profile import AgentProfile, load_agent_profile
 from srft_megatron.evaluate import editor
 from srft_megatron.evaluate.local_env import LocalEnvironment, refused
+from srft_megatron.evaluate.xml_actions import XmlFormatError, format_error, parse_xml_action
 
 API_KEYS = ("role", "content", "tool_calls", "tool_call_id")  # what SWE-agent sends of a history entry
 MESSAGE_TYPES = {"system": "system_prompt", "user": "observation", "tool": "observation", "assistant": "action"}
 
 
 def _profile(spec: str) -> AgentProfile:
-    profile = load_agent_profile(spec)
-    if profile.render != "tools":
-        raise ValueError(f"agent profile {profile.name}: render {profile.render!r} is not supported by the "
-                         "mini-swe-agent driver yet (tool calling only)")
-    return profile
+    return load_agent_profile(spec)
 
 
 class ProfileAgentConfig(AgentConfig):
@@ -113,6 +112,18 @@ def parse_tool_calls(calls: list[dict], tools: list[dict], error_template: str) 
     return actions
 
 
+def parse_xml_actions(content: str, tools: list[dict]) -> list[dict]:
+    """The one action of an xml reply (SWE-agent's `xml_function_calling`); a refused reply raises
+    mini-swe-agent's FormatError carrying SWE-agent's answer as a `user` turn (SWE-agent's
+    `message_type: user`, not an observation: history processors do not count it)."""
+    try:
+        action = parse_xml_action(content or "", tools)
+    except XmlFormatError as exc:
+        raise FormatError({"role": "user", "content": format_error(str(exc)), "message_type": "user",
+                           "extra": {"interrupt_type": "FormatError"}}) from None
+    return [{"tool": action.tool, "arguments": action.arguments, "tool_call_id": None}]
+
+
 class ProfileModel(LitellmModel):
     def __init__(self, *, config_class=ProfileModelConfig, **kwargs):
         super().__init__(config_class=config_class, **kwargs)
@@ -123,13 +134,17 @@ class ProfileModel(LitellmModel):
         # runner uses its own agent class): what SWE-agent's history processors read
         typed = [{"message_type": MESSAGE_TYPES.get(m.get("role")), **m} for m in messages]
         processed = self.profile.process_history(typed)
-        return [{k: m[k] for k in API_KEYS if k in m} for m in processed]
+        # a text (xml) reply has no tool calls: litellm's `tool_calls: None` is not sent
+        return [{k: m[k] for k in API_KEYS if k in m and (k == "content" or m[k] is not None)} for m in processed]
 
     def get_template_vars(self, **kwargs) -> dict[str, Any]:
         return super().get_template_vars(**kwargs) | {"working_dir": self.profile.working_dir}
 
-    def _actions(self, calls: list[dict]) -> list[dict]:
-        actions = parse_tool_calls(calls, self.profile.tool_schemas(), self.config.format_error_template)
+    def _actions(self, calls: list[dict], content: str = "") -> list[dict]:
+        if self.profile.render == "xml":
+            actions = parse_xml_actions(content, self.profile.tool_schemas())
+        else:
+            actions = parse_tool_calls(calls, self.profile.tool_schemas(), self.config.format_error_template)
         if self.config.shell_actions:
             for action in actions:
                 action["command"] = tool_command(action["tool"], action["arguments"])
@@ -145,12 +160,15 @@ class ProfileModel(LitellmModel):
                                   _skip_mcp_handler=True, **(self.config.model_kwargs | kwargs))
 
     def _parse_actions(self, response) -> list[dict]:
-        return self._actions([c.model_dump() for c in (response.choices[0].message.tool_calls or [])])
+        message = response.choices[0].message
+        return self._actions([c.model_dump() for c in (message.tool_calls or [])], message.content or "")
 
     def format_observation_messages(self, message: dict, outputs: list[dict], template_vars=None) -> list[dict]:
         actions = message.get("extra", {}).get("actions", [])
         if self.config.shell_actions:
             outputs = [shell_output(a["tool"], o) for a, o in zip(actions, outputs)]
+        if self.profile.render == "xml":  # SWE-agent: an observation without a tool call is a user turn
+            return [{"role": "user", "content": self.profile.observation(o["output"])} for o in outputs]
         return [{"role": "tool", "tool_call_id": a["tool_call_id"], "content": self.profile.observation(o["output"])}
                 for a, o in zip(actions, outputs)]
 
@@ -165,10 +183,11 @@ class ReplayModel(ProfileModel):
 
     def __init__(self, **kwargs):
         super().__init__(config_class=ReplayModelConfig, **kwargs)
+        from srft_megatron.evaluate import replay
         from srft_megatron.ingest import read_swe_agent_traj
 
         (item,) = read_swe_agent_traj(Path(self.config.trajectory))
-        self.steps = [s.message for s in item.result.steps()]
+        self.steps = replay.ReplayModel.from_trajectory(item.result, self.profile.render).steps
         self.n = 0
 
     def query(self, messages: list[dict], **kwargs) -> dict:
@@ -182,8 +201,8 @@ class ReplayModel(ProfileModel):
         recorded = self.steps[self.n]
         self.n += 1
         calls = recorded.get("tool_calls") or []
-        actions = self._actions(calls)
-        return {"role": "assistant", "content": recorded.get("content") or "", "tool_calls": calls,
+        actions = self._actions(calls, recorded.get("content") or "")
+        return {"role": "assistant", "content": recorded.get("content") or "", **({"tool_calls": calls} if calls else {}),
                 "extra": {"actions": actions, "cost": 0.0}}
 
 

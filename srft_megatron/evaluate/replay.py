@@ -4,7 +4,7 @@ Why: to prove that what the agent sends at inference is what training rendered, 
 run as it would against vLLM, with the model's replies fixed. `ProfileAgent` keeps SWE-agent's
 history (system prompt, instance prompt, one action and one observation per step, the
 `message_type`s SWE-agent writes) built from an agent profile's templates, executes each tool
-call in a `LocalEnvironment`, and sends `profile.process_history(history)` (e.g. SWE-smith's
+call (in an xml profile: the call written in the reply, `xml_actions`) in a `LocalEnvironment`, and sends `profile.process_history(history)` (e.g. SWE-smith's
 `last_n_observations`) with the profile's tools. `ReplayModel` answers each request with the
 next recorded assistant message of a trajectory and keeps every request it was sent.
 
@@ -22,7 +22,9 @@ from typing import Any
 from srft_megatron.agent_profile import AgentProfile
 from srft_megatron.errors import InputError
 from srft_megatron.evaluate.local_env import LocalEnvironment, action_text
+from srft_megatron.evaluate.xml_actions import XmlFormatError, parse_xml_action
 from srft_megatron.ingest import normalise_messages
+from srft_megatron.render import template_messages
 from srft_megatron.trajectory import Trajectory
 
 
@@ -43,9 +45,14 @@ class ReplayModel:
     requests: list[Request] = field(default_factory=list)
 
     @classmethod
-    def from_trajectory(cls, traj: Trajectory) -> "ReplayModel":
-        return cls([{"content": s.message.get("content") or "", "tool_calls": s.message.get("tool_calls") or []}
-                    for s in traj.steps()])
+    def from_trajectory(cls, traj: Trajectory, render: str = "tools") -> "ReplayModel":
+        """The recorded steps as the model would reply in `render`: tool calls, or (xml) the
+        calls written into the text exactly as the xml render trains them."""
+        steps = [{"content": s.message.get("content") or "", "tool_calls": s.message.get("tool_calls") or []}
+                 for s in traj.steps()]
+        if render == "xml":
+            steps = [{"content": xml_reply(s, traj.id), "tool_calls": []} if s["tool_calls"] else s for s in steps]
+        return cls(steps)
 
     def done(self) -> bool:
         return len(self.requests) >= len(self.steps)
@@ -54,6 +61,13 @@ class ReplayModel:
         step = len(self.requests) + 1
         self.requests.append(Request(step, messages, tools))
         return self.steps[step - 1]
+
+
+def xml_reply(step: dict[str, Any], traj_id: str) -> str:
+    """A recorded tool-calling step as an xml model writes it: the xml render's text of the step
+    (render.template_messages owns that format)."""
+    message = {"role": "assistant", "content": step["content"], "tool_calls": step["tool_calls"]}
+    return template_messages(Trajectory(traj_id, [message]), "xml")[0]["content"]
 
 
 class ProfileAgent:
@@ -85,32 +99,50 @@ class ProfileAgent:
         closing = {"role": "assistant", "content": ""}
         return normalise_messages(self.profile.process_history(self.history) + [closing], self.traj_id)[:-1]
 
-    def step(self, model: ReplayModel) -> None:
-        reply = model.query(self.messages(), self.profile.request_tools())
-        step = len(model.requests)
+    def _calls(self, reply: dict[str, Any], step: int) -> tuple[str, list[tuple[str, dict, str | None]]]:
+        """The reply's thought and calls `(tool, arguments, tool_call_id)`: its tool calls, or in an
+        xml profile the one call in its text (SWE-agent's `xml_function_calling`)."""
+        if self.profile.render == "xml":
+            try:
+                action = parse_xml_action(reply["content"], self.profile.tool_schemas())
+            except XmlFormatError as exc:
+                raise InputError(f"the recorded step is not a valid xml action ({exc}); SWE-agent would "
+                                 "send a format error", traj_id=self.traj_id, step=step) from None
+            return action.thought, [(action.tool, action.arguments, None)]
         calls = reply["tool_calls"]
         if not calls:
             raise InputError("the recorded step has no tool call (SWE-agent would send a format error; "
                              "replay supports tool-calling steps only)", traj_id=self.traj_id, step=step)
-        actions = [action_text(c["function"]["name"], json.loads(c["function"]["arguments"] or "{}"))
-                   for c in calls]
-        self.history.append({"role": "assistant", "content": reply["content"], "thought": reply["content"],
-                             "action": "\n".join(actions), "agent": "main", "message_type": "action",
-                             "tool_calls": calls})
-        for call, action in zip(calls, actions):
-            name = call["function"]["name"]
+        return reply["content"], [(c["function"]["name"], json.loads(c["function"]["arguments"] or "{}"), c.get("id"))
+                                  for c in calls]
+
+    def step(self, model: ReplayModel) -> None:
+        reply = model.query(self.messages(), self.profile.request_tools())
+        step = len(model.requests)
+        thought, calls = self._calls(reply, step)
+        actions = [action_text(name, args) for name, args, _ in calls]
+        entry = {"role": "assistant", "content": reply["content"], "thought": thought,
+                 "action": "\n".join(actions), "agent": "main", "message_type": "action"}
+        if reply["tool_calls"]:
+            entry["tool_calls"] = reply["tool_calls"]
+        self.history.append(entry)
+        for (name, args, call_id), action in zip(calls, actions):
             try:
-                output = self.env.execute(name, call["function"]["arguments"])
+                output = self.env.execute(name, args)
             except (KeyError, TypeError, ValueError) as exc:
                 raise InputError(f"tool call {name} cannot run: {exc}", traj_id=self.traj_id, step=step) from None
             if self.recorded_outputs is not None and len(calls) == 1:
                 if output != self.recorded_outputs[step - 1]:
                     self.env_differences.append(step)
                 output = self.recorded_outputs[step - 1]
-            self.history.append({"role": "tool", "content": self.profile.observation(output), "agent": "main",
-                                 "message_type": "observation", "tool_call_ids": [call.get("id")]})
+            # SWE-agent: a tool-call observation is a `tool` turn, a text (xml) one a `user` turn
+            observation = {"role": "user", "content": self.profile.observation(output), "agent": "main",
+                           "message_type": "observation"}
+            if call_id is not None or self.profile.render == "tools":
+                observation.update(role="tool", tool_call_ids=[call_id])
+            self.history.append(observation)
             self.trajectory.append({"action": action, "observation": output, "response": reply["content"],
-                                    "thought": reply["content"], "state": {"working_dir": self.env.workdir}})
+                                    "thought": thought, "state": {"working_dir": self.env.workdir}})
             if name == "submit":
                 self.exit_status = "submitted"
 

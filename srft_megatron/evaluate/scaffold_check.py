@@ -202,7 +202,7 @@ def check_scaffold(path: Path, profile: AgentProfile, tokenizer, repo: Path | No
                 with atomic_open(agent_traj_path, "w", encoding="utf-8") as handle:
                     handle.write(written.read_text(encoding="utf-8"))
         else:
-            model = ReplayModel.from_trajectory(traj)
+            model = ReplayModel.from_trajectory(traj, profile.render)
             agent = ProfileAgent(profile, LocalEnvironment(checkout, profile.working_dir), statement, traj.id, outputs)
             agent.run(model)
             requests, result.env_differences = model.requests, agent.env_differences

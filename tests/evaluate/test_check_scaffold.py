@@ -112,7 +112,8 @@ def test_swe_smith_run_config_converts_to_the_shipped_profile(traj_dir):
     shipped = load_agent_profile("swe-smith")
     assert converted.templates == shipped.templates
     assert load_agent_profile(str(traj_dir / "swesmith_infer.yaml")).templates == shipped.templates  # --profile
-    assert (converted.render, converted.tools, converted.max_observation_length) == ("xml", "swe-agent", 70000)
+    # its system prompt documents SWE-smith's own tool descriptions: the swe-smith tool profile
+    assert (converted.render, converted.tools, converted.max_observation_length) == ("xml", "swe-smith", 70000)
     assert converted.history_processors == shipped.history_processors == [{"type": "last_n_observations", "n": 5}]
     assert converted.limits["step_limit"] == 75
     assert XML_DOCS_MARKER in converted.templates["system_template"]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from srft_megatron.agent_profile import load_agent_profile
-from srft_megatron.errors import ConfigError
+from srft_megatron.errors import InputError
 from srft_megatron.evaluate.agent import PROFILE_MODEL, AgentConfig, write_overlay
 
 
@@ -44,9 +44,20 @@ def test_without_a_profile_the_overlay_is_mini_swe_agents_own(tmp_path):
     assert not (tmp_path / "agent_profile.yaml").exists()
 
 
-def test_an_xml_profile_is_refused_before_anything_runs(tmp_path):
-    with pytest.raises(ConfigError, match="swe-smith: render 'xml'"):
-        _overlay(tmp_path, "swe-smith")
+def test_the_xml_profile_runs_in_mini_swe_agent_too(tmp_path):
+    """swe-smith (render xml): the same model class, which parses the call out of the text
+    (test_xml_actions.py); its prompt documents the functions, and no tools are sent."""
+    overlay = _overlay(tmp_path, "swe-smith")
+    profile = load_agent_profile(overlay["model"]["profile"])
+    assert profile == load_agent_profile("swe-smith") and profile.request_tools() is None
+    assert overlay["model"]["model_class"] == PROFILE_MODEL
+    system = jinja2.Template(overlay["agent"]["system_template"]).render(task="t", working_dir="/testbed")
+    assert system == profile.fill("system_template", problem_statement="t") and "<function=" in system
+
+
+def test_an_unusable_profile_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(InputError, match="neither a file nor an agent profile"):
+        _overlay(tmp_path, "no-such-profile")
 
 
 @pytest.mark.slow
