@@ -35,13 +35,14 @@ def _finite(y: float | None) -> bool:
     return y is not None and math.isfinite(y)
 
 
-def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values (1, 2 or 5 times a power of ten apart) covering [lo, hi]."""
+def nice_ticks(lo: float, hi: float, count: int = 5, min_step: float = 0.0) -> list[float]:
+    """Round tick values (1, 2, 2.5 or 5 times a power of ten apart, at least `min_step`: 1 for
+    steps, which are whole numbers) covering [lo, hi]."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"tick range must be finite, got [{lo}, {hi}]")
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
-    raw = (hi - lo) / max(count - 1, 1)
+    raw = max((hi - lo) / max(count - 1, 1), min_step)
     power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     first = math.floor(lo / step + 1e-9) * step
@@ -61,12 +62,12 @@ def _esc(text: object) -> str:
 
 
 def line_chart(series: list[Series], *, title: str, x_label: str, y_label: str,
-               width: int = WIDTH, height: int = HEIGHT) -> str:
+               width: int = WIDTH, height: int = HEIGHT, integer_x: bool = True) -> str:
     """One `<svg class="chart">`; the axes span the round ticks around every finite point."""
     drawn = [(x, y) for s in series for x, y in s.finite()]
     if not drawn:
         raise ValueError(f"chart {title!r} has no finite point to draw")
-    xs = nice_ticks(min(x for x, _ in drawn), max(x for x, _ in drawn), 6)
+    xs = nice_ticks(min(x for x, _ in drawn), max(x for x, _ in drawn), 6, min_step=1.0 if integer_x else 0.0)
     ys = nice_ticks(min(y for _, y in drawn), max(y for _, y in drawn), 5)
     plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
 

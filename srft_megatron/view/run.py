@@ -115,7 +115,8 @@ def _latest_table(metrics: RunMetrics) -> str:
             (s0, v0), (s1, v1) = values[0], values[-1]
             rows.append(f'<tr data-key="{esc(key)}"><td>{esc(key)}</td><td class="num">{v0:.4f} (step {s0:.0f})'
                         f'</td><td class="num">{v1:.4f} (step {s1:.0f})</td><td class="num">{v1 - v0:+.4f}</td></tr>')
-    return ('<table class="index"><thead><tr><th>validation metric</th><th>first</th><th>last</th><th>change</th>'
+    return ('<table class="index"><thead><tr><th>validation metric</th><th class="num">first</th>'
+            '<th class="num">last</th><th class="num">change</th>'
             f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
@@ -134,6 +135,7 @@ def run_page(metrics: RunMetrics, title: str = "SRFT training run") -> str:
     subtitle = f"{metrics.path} · {metrics.describe()}"
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<title>{esc(title)}</title><style>{CSS}\nfigure.run-chart {{ margin: 0 0 18px; }}\n'
+            'table.index th.num { text-align: right; }\n'
             'p.note { background: #fff8e1; border: 1px solid #f0d58c; padding: 6px 10px; border-radius: 4px; }'
             f'</style></head><body><header class="page"><h1>{esc(title)}</h1><div class="sub">{esc(subtitle)}'
             f'</div></header><main>{note_html}{body}</main></body></html>')

@@ -115,6 +115,7 @@ def test_run_page_plots_each_label_nll_per_step(chromium, tmp_path):
     assert [c["title"].split(" ")[:2] for c in charts] == [["Validation", "NLL"], ["Validation", "NLL"], ["Loss", "(the"]]
     nll, outcome, loss = charts
     assert list(nll["series"]) == list(LABELS) and list(outcome["series"]) == ["resolved", "unresolved"]
+    assert all(value == int(value) for chart in charts for value, _ in chart["x"])  # steps: whole-number ticks
     for chart, names in ((nll, LABELS), (outcome, ("resolved", "unresolved"))):
         to_x, to_y = axis(chart["x"]), axis(chart["y"])
         span = chart["y"][-1][0] - chart["y"][0][0]
