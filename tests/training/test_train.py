@@ -1,4 +1,5 @@
-"""End-to-end training: layouts agree, resume is exact, the CLI runs the tiny config.
+"""End-to-end training: layouts agree (training and validation numbers), resume is exact, the CLI
+runs the tiny config.
 
 Every run starts from the same model-only dist checkpoint (`train.init_from`), so TP/PP/DP runs
 begin from identical weights whatever their initialisation order, and loading that checkpoint
@@ -25,6 +26,9 @@ pytestmark = pytest.mark.usefixtures("cpu_shim")  # megatron-core in this proces
 STEPS = 3
 COMMON = ["train.global_batch_size=8", "train.micro_batch_size=2", "model.seq_length=64",
           "logging.tensorboard=false", "checkpoint.save_on_exit=false"]
+# per-label validation (training/evaluation.py) on held-out documents: before step 1, after step 2
+# and at the end; 4 sequences = one micro-batch per rank at DP=2, two (a multiple of PP) otherwise
+EVAL = ["data.validation_fraction=0.2", "train.eval_interval=2", "train.eval_samples=4"]
 
 
 def _overrides(data, init, steps=STEPS, model="tiny", extra=()):
@@ -58,12 +62,23 @@ def _init_checkpoint(path, model_name):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    data = make_dataset(root / "data" / "synthetic", n_docs=40, max_len=50)
+    data = make_dataset(root / "data" / "synthetic", n_docs=40, max_len=50, labels=True)
     inits = {name: _init_checkpoint(root / f"init-{name}", name) for name in ("tiny", "tiny-untied")}
     return root, data, inits
 
 
 def _assert_close_runs(base, other, what):
+    from srft_megatron.training.metrics import is_eval_record
+
+    base_evals, other_evals = ([m for m in run if is_eval_record(m)] for run in (base, other))
+    base, other = ([m for m in run if not is_eval_record(m)] for run in (base, other))
+    assert [m["step"] for m in base_evals] == [m["step"] for m in other_evals] == [0, 2, STEPS], what
+    for a, b in zip(base_evals, other_evals):
+        keys = {k for k in a if k == "val/loss" or k.startswith("val/nll/")}
+        assert keys == {k for k in b if k == "val/loss" or k.startswith("val/nll/")}, (what, a, b)
+        assert {"val/nll/good", "val/nll/harmful", "val/nll/resolved", "val/nll/unresolved"} <= keys
+        for key in keys:
+            assert abs(a[key] - b[key]) <= 1e-5 * abs(a[key]), (what, key, a, b)
     assert [m["step"] for m in base] == [m["step"] for m in other] == list(range(1, len(base) + 1))
     for a, b in zip(base, other):
         assert a["tokens"] == b["tokens"] and a["weighted_tokens"] == pytest.approx(b["weighted_tokens"])
@@ -76,7 +91,7 @@ def test_tp_pp_dp_match_single_process(setup):
     root, data, inits = setup
     # Single-process references.
     for model in ("tiny", "tiny-untied"):
-        assert _train(root / f"base-{model}", _overrides(data, inits[model], model=model)) == 0
+        assert _train(root / f"base-{model}", _overrides(data, inits[model], model=model, extra=EVAL)) == 0
     base = {m: read_metrics(root / f"base-{m}") for m in ("tiny", "tiny-untied")}
     # The global batch really has micro-batches with unequal kept-token counts.
     from srft_megatron.training.data import StepBatches, build_train_dataset
@@ -94,7 +109,7 @@ def test_tp_pp_dp_match_single_process(setup):
         "tp2-nodistopt": ("tiny-untied", ["parallel.tensor=2", "parallel.distributed_optimizer=false"]),
     }
     spec = {"config": str(TINY_CONFIG), "runs": [
-        {"run_dir": str(root / name), "overrides": _overrides(data, inits[model], model=model, extra=extra)}
+        {"run_dir": str(root / name), "overrides": _overrides(data, inits[model], model=model, extra=[*EVAL, *extra])}
         for name, (model, extra) in layouts.items()]}
     spec_path = root / "spec.json"
     spec_path.write_text(json.dumps(spec))
