@@ -115,12 +115,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-label-"))
     servers = []
     if not args.endpoint:
-        from tests.vllm_server import build_tiny_model, start_servers
+        from srft_megatron.convert.tiny_hf import save_tiny_served_model
+        from srft_megatron.evaluate.serve import local_cpu_configs, start_servers
 
-        model_dir = build_tiny_model(work / "tiny")
+        model_dir = save_tiny_served_model(work / "tiny")
         args.tokenizer = args.tokenizer or str(model_dir)
         print(f"starting {args.replicas} vLLM CPU replicas ...", file=sys.stderr)
-        servers = start_servers(model_dir, args.replicas, max_model_len=8192)
+        servers = start_servers(local_cpu_configs(model_dir, args.replicas, max_model_len=8192, run_dir=work))
         args.endpoint = [s.url for s in servers]
     try:
         counter = TokenCounter.load(args.tokenizer or "qwen2.5")

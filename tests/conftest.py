@@ -57,22 +57,16 @@ def qwen_tokenizer_server(tmp_path_factory):
     our chat template (a tiny random Qwen2: only its tokenizer matters), for the `/tokenize` parity
     tests of the training render and of the evaluation agent. ~30 s to start; started once more if
     the first start dies (another process's /dev/shm clean-up on a shared machine, see
-    tests/convert/test_vllm_load.py), reported with the log on the second failure."""
-    from tests.convert.tiny_hf import save_tiny_qwen2
-    from tests.vllm_server import VllmServer
+    `srft_megatron.evaluate.serve.start_servers`), reported with the log on the second failure."""
+    from srft_megatron.convert.tiny_hf import save_tiny_qwen2
+    from srft_megatron.evaluate.serve import local_cpu_configs, start_servers
 
-    model = save_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen-tok") / "model", vocab_size=151936,
+    tmp = tmp_path_factory.mktemp("tiny-qwen-tok")
+    model = save_tiny_qwen2(tmp / "model", vocab_size=151936,
                             tokenizer=True, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
                             max_position_embeddings=32768)
-    for attempt in (1, 2):
-        server = VllmServer(model, served_name=QWEN_TOKENIZER_SERVED, max_model_len=32768).start()
-        try:
-            server.wait_ready()
-            break
-        except RuntimeError:
-            server.stop()
-            if attempt == 2:
-                raise
+    server, = start_servers(local_cpu_configs(model, served_name=QWEN_TOKENIZER_SERVED, max_model_len=32768,
+                                              run_dir=tmp), attempts=2)
     yield server
     server.stop()
 

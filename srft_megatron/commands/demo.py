@@ -142,17 +142,18 @@ class Demo:
 
     def run_critic(self, r: StageResult) -> Path:
         """`srft label` against a real vLLM CPU server (own venv, tiny random Qwen2 model), then
-        `srft critic-eval` against the expert labels. Uses the repository's vLLM helper
-        (tests/vllm_server.py: venv build, loopback-only server, process-group shutdown)."""
-        sys.path.insert(0, str(REPO))
-        from tests.vllm_server import VllmServer, build_tiny_model
+        `srft critic-eval` against the expert labels. Uses the package's vLLM server
+        (evaluate/serve.py: venv build, loopback-only server, process-group shutdown)."""
+        from srft_megatron.convert.tiny_hf import save_tiny_served_model
+        from srft_megatron.evaluate.serve import VllmServer, local_cpu_configs
 
         r.facts.append("building the vLLM CPU venv if missing (scripts/vllm_venv.sh, minutes the first time)")
-        model_dir = build_tiny_model(self.out / "critic-model")
+        model_dir = save_tiny_served_model(self.out / "critic-model")
         labels = self.out / "labels.critic.jsonl"
-        with VllmServer(model_dir, served_name="tiny", max_model_len=8192, run_dir=self.out / "vllm") as server:
-            r.facts.append(f"vLLM server {server.url} serving {_rel(model_dir)}")
-            self.srft("label", "--trajectories", str(self.trajectories), "-o", str(labels), "--endpoint", server.url,
+        config, = local_cpu_configs(model_dir, served_name="tiny", max_model_len=8192, run_dir=self.out / "vllm")
+        with VllmServer(config) as url:
+            r.facts.append(f"vLLM server {url} serving {_rel(model_dir)}")
+            self.srft("label", "--trajectories", str(self.trajectories), "-o", str(labels), "--endpoint", url,
                       "--model", "tiny", "--tokenizer", str(model_dir), "--max-model-len", "8192", "--quiet")
         rows = [json.loads(line) for line in labels.read_text().splitlines() if line.strip()]
         r.facts.append(f"critic labels (a tiny random model: meaningless labels, but the real path): {_label_counts(rows)}")

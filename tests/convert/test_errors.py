@@ -12,7 +12,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from srft_megatron.cli import main as srft
-from tests.convert.tiny_hf import save_tiny_qwen2
+from srft_megatron.convert.tiny_hf import save_tiny_qwen2
 
 
 @pytest.fixture(scope="module")

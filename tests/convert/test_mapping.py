@@ -11,7 +11,7 @@ import torch
 
 from srft_megatron.convert import mapping as M
 from srft_megatron.errors import InputError
-from tests.convert.tiny_hf import tiny_qwen2_model
+from srft_megatron.convert.tiny_hf import tiny_qwen2_model
 
 
 def _dims(model, megatron_vocab=None):

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from srft_megatron.convert.hf_io import HFCheckpointReader
 from srft_megatron.convert.to_hf import convert_megatron_to_hf
-from tests.convert.tiny_hf import save_tiny_qwen2
+from srft_megatron.convert.tiny_hf import save_tiny_qwen2
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("worker.py")

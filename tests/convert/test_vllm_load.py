@@ -1,6 +1,6 @@
 """The exported HF directory is served by a real vLLM (CPU) and generates what transformers does.
 
-HF -> Megatron -> HF, then vLLM's OpenAI server (`tests/vllm_server.py`, its own venv and
+HF -> Megatron -> HF, then vLLM's OpenAI server (`srft_megatron.evaluate.serve`, its own venv and
 transformers version) loads `config.json`, the sharded safetensors and the tokenizer files
 written by `srft convert to-hf`; its greedy tokens must equal transformers' on the same prompt.
 """
@@ -18,30 +18,16 @@ import pytest
 import torch
 
 from srft_megatron.convert.to_hf import convert_megatron_to_hf
-from tests.convert.tiny_hf import save_tiny_qwen2
+from srft_megatron.convert.tiny_hf import save_tiny_qwen2
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.vllm, pytest.mark.distributed]
 
 
-def _start(server_cls, model_dir: Path):
-    """Start a server, once more if the first dies during start-up: on a shared machine another
-    process's /dev/shm clean-up can remove a starting engine's semaphore (SemLock._rebuild:
-    FileNotFoundError). A second failure is reported with the server log."""
-    for attempt in (1, 2):
-        server = server_cls(model_dir, served_name="exported", max_model_len=512).start()
-        try:
-            return server.wait_ready()
-        except RuntimeError:
-            server.stop()
-            if attempt == 2:
-                raise
-
-
 def test_vllm_serves_the_exported_directory(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tests.vllm_server import VllmServer
+    from srft_megatron.evaluate.serve import local_cpu_configs, start_servers
 
     # vLLM's CPU attention needs head_dim >= 32 (notes/vllm-cpu.md)
     hf = save_tiny_qwen2(tmp_path / "hf", tied=True, vocab_size=151936, seed=5, tokenizer=True,
@@ -63,7 +49,9 @@ def test_vllm_serves_the_exported_directory(tmp_path):
         ref = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False,
                              pad_token_id=0, eos_token_id=None)[0, len(ids):].tolist()
 
-    server = _start(VllmServer, out)
+    # started once more if the first start-up dies (another process's /dev/shm clean-up, see start_servers)
+    server, = start_servers(local_cpu_configs(out, served_name="exported", max_model_len=512,
+                                              run_dir=tmp_path / "vllm"), attempts=2)
     try:
         reply = httpx.post(f"{server.url}/completions", timeout=120, json={
             "model": "exported", "prompt": ids, "max_tokens": 8, "temperature": 0.0, "ignore_eos": True,

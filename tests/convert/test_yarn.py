@@ -18,7 +18,7 @@ from srft_megatron.convert.to_hf import convert_megatron_to_hf
 from srft_megatron.errors import InputError
 from srft_megatron.model.configs import QWEN2_SHAPES, Qwen2Shape, YarnScaling
 from tests.convert.test_roundtrip import WORKER, _assert_bitwise_equal, _ok, _run
-from tests.convert.tiny_hf import save_tiny_qwen2
+from srft_megatron.convert.tiny_hf import save_tiny_qwen2
 
 YARN = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128}
 TOKENS = 400

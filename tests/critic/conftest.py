@@ -37,19 +37,20 @@ def corpus(trajectories, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from tests.vllm_server import build_tiny_model
+    from srft_megatron.convert.tiny_hf import save_tiny_served_model
 
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2") / "model")
+    return save_tiny_served_model(tmp_path_factory.mktemp("tiny-qwen2") / "model")
 
 
 @pytest.fixture(scope="module")
-def vllm_replicas(tiny_model):
+def vllm_replicas(tiny_model, tmp_path_factory):
     """Two real vLLM CPU servers (one core each) serving the tiny model as `tiny`.
 
     Module-scoped: their ~5 GiB are given back as soon as the module's tests are done."""
-    from tests.vllm_server import start_servers
+    from srft_megatron.evaluate.serve import local_cpu_configs, start_servers
 
-    servers = start_servers(tiny_model, 2, max_model_len=8192)
+    servers = start_servers(local_cpu_configs(tiny_model, 2, max_model_len=8192,
+                                              run_dir=tmp_path_factory.mktemp("vllm-replicas")))
     yield servers
     for server in servers:
         server.stop()

@@ -3,7 +3,7 @@
 The harness test runs swebench's `run_evaluation` on the real SWE-agent predictions file; it
 reads the predictions and the dataset and then needs Docker, which our machines lack: the
 call must end in one clear error, not a fake report. The end-to-end test serves a tiny
-random-weight Qwen2 with vLLM (venv and model from tests/vllm_server.py; the server itself is
+random-weight Qwen2 with vLLM (venv and model from srft_megatron.evaluate.serve and convert.tiny_hf; the server itself is
 started by `srft evaluate`'s own serving code, which is under test), lets mini-swe-agent
 (local environment, not Docker) query it on one toy instance and checks that the answers came
 from that server and that a predictions file was written; then the harness step stops at the same Docker error, and a
@@ -21,7 +21,8 @@ from srft_megatron.evaluate.agent import instance_filter
 from srft_megatron.evaluate.harness import HarnessConfig, HarnessUnavailable, run_harness
 from srft_megatron.evaluate.results import read_predictions
 from tests.evaluate.conftest import ROOT
-from tests.vllm_server import build_tiny_model, vllm_python
+from srft_megatron.convert.tiny_hf import save_tiny_served_model
+from srft_megatron.evaluate.serve import vllm_python
 
 SRFT = str(ROOT / ".venv" / "bin" / "srft")
 
@@ -78,7 +79,7 @@ def test_agent_environment_failures_are_not_counted_as_attempts(agent_python, tm
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen2")
+    return save_tiny_served_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen2")
 
 
 @pytest.mark.vllm

@@ -71,9 +71,10 @@ def test_evaluate_with_a_profile_runs_mini_swe_agents_batch_runner_on_vllm(agent
 
     from tests.evaluate.conftest import ROOT
     from tests.evaluate.test_eval_pipeline import _instance
-    from tests.vllm_server import build_tiny_model, vllm_python
+    from srft_megatron.convert.tiny_hf import save_tiny_served_model
+    from srft_megatron.evaluate.serve import vllm_python
 
-    model = build_tiny_model(tmp_path / "tiny-qwen2")
+    model = save_tiny_served_model(tmp_path / "tiny-qwen2")
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "calc.py").write_text("def add(a, b):\n    return a - b\n")

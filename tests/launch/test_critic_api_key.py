@@ -53,10 +53,12 @@ def _wait_listening(url: str, proc: subprocess.Popen, log, timeout: float = 420)
 
 
 def test_replica_refuses_requests_without_the_job_key(traj_files, tmp_path, socket_dir):
-    from tests.vllm_server import build_tiny_model, free_port, vllm_python
+    from srft_megatron.convert.tiny_hf import save_tiny_served_model
+    from srft_megatron.evaluate.serve import vllm_python
+    from srft_megatron.ports import free_port
 
     vpython = vllm_python()
-    model = build_tiny_model(tmp_path / "critic")
+    model = save_tiny_served_model(tmp_path / "critic")
     run = tmp_path / "run"
     (run / "data").mkdir(parents=True)
     subprocess.run([str(ROOT / ".venv" / "bin" / "srft"), "ingest", *map(str, traj_files[:2]),

@@ -32,10 +32,12 @@ def socket_dir():
 
 
 def test_critic_sbatch_serves_one_replica_per_node_and_labels(slurm_cluster, traj_files, tmp_path, socket_dir):
-    from tests.vllm_server import build_tiny_model, free_port, vllm_python
+    from srft_megatron.convert.tiny_hf import save_tiny_served_model
+    from srft_megatron.evaluate.serve import vllm_python
+    from srft_megatron.ports import free_port
 
     vpython = vllm_python()
-    model = build_tiny_model(tmp_path / "critic")
+    model = save_tiny_served_model(tmp_path / "critic")
     run = tmp_path / "run"
     for sub in ("logs", "data"):
         (run / sub).mkdir(parents=True)
