@@ -99,8 +99,15 @@ def load_profile(name: str) -> list[dict[str, Any]]:
 
 
 def load_tools(spec: str) -> list[dict[str, Any]]:
-    """`spec` is a JSON file (a list of OpenAI tool objects) or a profile name; a file wins."""
+    """`spec` is a JSON file (a list of OpenAI tool objects), a tool profile name, or an agent
+    profile (a name or a profile YAML, `srft_megatron.agent_profile`): its tools. One name means
+    one scaffold everywhere: `--tools swe-smith` in ingest/preprocess gives the tools that
+    `--profile swe-smith` gives the agent, and the critic transcript shows those. A file wins."""
     path = Path(spec)
+    if path.is_file() and path.suffix in (".yaml", ".yml"):
+        from srft_megatron.agent_profile import load_agent_profile  # it imports this module
+
+        return load_agent_profile(spec).tool_schemas()
     if path.is_file():
         try:
             text = path.read_text(encoding="utf-8")
@@ -109,8 +116,12 @@ def load_tools(spec: str) -> list[dict[str, Any]]:
         return _parse_tools(text, spec)
     if spec in profile_names():
         return load_profile(spec)
+    from srft_megatron.agent_profile import load_agent_profile, profile_names as agent_profile_names
+
+    if spec in agent_profile_names():
+        return load_agent_profile(spec).tool_schemas()
     raise InputError(f"--tools {spec!r} is neither a file nor a tools profile "
-                     f"(profiles: {', '.join(profile_names())})")
+                     f"(profiles: {', '.join(sorted(set(profile_names()) | set(agent_profile_names())))})")
 
 
 def tools_sha256(tools: list[dict[str, Any]] | None) -> str | None:
