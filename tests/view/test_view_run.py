@@ -157,3 +157,37 @@ def test_run_errors_name_the_file(tmp_path):
     assert proc.returncode == 2 and "no step records" in proc.stderr and "Traceback" not in proc.stderr
     proc = srft("view", "--run", str(tmp_path), "--dataset", "data/x")
     assert proc.returncode == 2 and "drop --dataset" in proc.stderr
+
+
+@pytest.mark.usefixtures("cpu_shim")  # megatron-core in this process (tests/conftest.py)
+def test_run_page_reads_what_the_trainer_writes(tmp_path):
+    """The page's contract with the trainer: a real two-step run with validation at every step
+    (training/evaluation.py) is drawn with every `val/nll/<label>` value it logged."""
+    from srft_megatron.parallel.dims import destroy
+    from srft_megatron.training.config import load_config
+    from srft_megatron.training.trainer import Trainer
+    from srft_megatron.view.run import read_metrics, run_page
+    from tests.training.helpers import TINY_CONFIG, make_dataset
+
+    prefix = make_dataset(tmp_path / "labelled", n_docs=30, max_len=50, labels=True)
+    cfg = load_config(TINY_CONFIG, [f"data.prefixes=[{prefix}]", "data.validation_fraction=0.2", "train.steps=2",
+                                    "train.eval_interval=1", "train.eval_samples=4", "train.micro_batch_size=2",
+                                    "train.global_batch_size=4", "model.seq_length=64", "logging.tensorboard=false",
+                                    "checkpoint.save_on_exit=false"])
+    try:
+        assert Trainer(cfg, tmp_path / "run").train() == 0
+    finally:
+        destroy(process_group=True)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in logged if any(k.startswith("val/nll/") for k in r)]
+    assert [r["step"] for r in evals] == [0, 1, 2]
+    reader = SvgReader()
+    reader.feed(run_page(read_metrics(tmp_path / "run")))  # no script on the page: its source is its DOM
+    nll = reader.charts[0]
+    labels = [label for label in LABELS if f"val/nll/{label}" in evals[0]]
+    assert list(nll["series"]) == labels and "good" in labels and "harmful" in labels
+    to_y = axis(nll["y"])
+    span = nll["y"][-1][0] - nll["y"][0][0]
+    for label in labels:
+        drawn = [to_y(cy) for _, cy in nll["series"][label]]
+        assert drawn == pytest.approx([r[f"val/nll/{label}"] for r in evals], abs=1e-5 * span), label
