@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from srft_megatron.errors import InputError
 from srft_megatron.io import iter_jsonl_tolerant
@@ -23,6 +23,7 @@ from srft_megatron.io import iter_jsonl_tolerant
 ROLES = ("system", "user", "assistant", "tool")
 LABELS = ("good", "unnecessary", "harmful", "recover")
 FORMAT_VERSION = 1
+R = TypeVar("R")
 
 
 def is_step(msg: dict[str, Any]) -> bool:
@@ -147,12 +148,17 @@ def read_trajectories(path: str) -> Iterator[tuple[int, Trajectory | InputError]
 
     Errors are yielded, not raised, so a stage can reject one record and go on (or stop under
     `--strict`); each error already names the file, line and trajectory id."""
+    return _read_records(path, Trajectory.from_json)
+
+
+def _read_records(path: str, parse: Callable[[Any], R]) -> Iterator[tuple[int, R | InputError]]:
+    """`(line, parse(object))` for each JSONL record, or `(line, InputError)` located in the file."""
     for line, obj in iter_jsonl_tolerant(path):
         if isinstance(obj, InputError):
             yield line, obj
             continue
         try:
-            yield line, Trajectory.from_json(obj)
+            yield line, parse(obj)
         except InputError as err:
             tid = obj.get("id") if isinstance(obj, dict) else None
             yield line, err.located(file=str(path), line=line, traj_id=tid if isinstance(tid, str) else None)
@@ -234,15 +240,9 @@ def read_labels(path: str) -> tuple[dict[str, LabelRecord], list[InputError]]:
     Step counts are checked later, against the trajectory (`LabelRecord.from_json(num_steps=)`)."""
     records: dict[str, LabelRecord] = {}
     errors: list[InputError] = []
-    for line, obj in iter_jsonl_tolerant(path):
-        if isinstance(obj, InputError):
-            errors.append(obj)
-            continue
-        try:
-            rec = LabelRecord.from_json(obj)
-        except InputError as err:
-            tid = obj.get("id") if isinstance(obj, dict) else None
-            errors.append(err.located(file=str(path), line=line, traj_id=tid if isinstance(tid, str) else None))
+    for line, rec in _read_records(path, LabelRecord.from_json):
+        if isinstance(rec, InputError):
+            errors.append(rec)
             continue
         if rec.id in records:
             errors.append(InputError("duplicate label record", file=str(path), line=line, traj_id=rec.id))
