@@ -8,6 +8,11 @@
 nemo-run lives in its own venv (.venv-launch, made by scripts/nemorun_venv.sh on first use), so
 this command runs `launch/pipeline.py` there. To submit one stage by hand instead, use the sbatch
 scripts in slurm/ (README: "Running on a SLURM cluster").
+
+Before anything is submitted (and before the nemo-run venv is made) the train stage's layout
+is checked against its GPUs' memory with `srft plan`'s model (`srft_megatron/launch/fit.py`;
+`--gpu-memory-gb`, default the spec's `executor.gpu_memory_gb` or 80; `--no-fit-check`): a
+layout that cannot fit is refused with exit code 2.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import sys
 
 from srft_megatron import settings
 from srft_megatron.errors import ConfigError
@@ -27,6 +33,18 @@ def ensure_launch_venv() -> str:
     return str(settings.LAUNCH.python)
 
 
+def fit_check(args: argparse.Namespace, repo) -> str:
+    """The train stage's fit check on the spec as it will be launched (ConfigError if it cannot fit)."""
+    from srft_megatron.launch.fit import check_training_fits
+    from srft_megatron.launch.pipeline import load_pipeline, resolve_pipeline
+    from srft_megatron.launch.rundir import RunDir
+
+    only = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    spec = load_pipeline(resolve_pipeline(args.pipeline, repo), RunDir.at(args.run_dir), repo, only=only,
+                         executor_kind=args.executor)
+    return check_training_fits(spec, args.gpu_memory_gb)
+
+
 def main(args: argparse.Namespace) -> int:
     # Jobs run the checkout on the shared filesystem (its .venv, slurm/ scripts), so the driver
     # and the specs are the checkout's: an installed package alone cannot launch.
@@ -34,6 +52,8 @@ def main(args: argparse.Namespace) -> int:
     if repo is None:
         raise ConfigError("srft launch runs from a source checkout on the shared filesystem "
                           "(the jobs run its .venv and slurm/ scripts); run it there")
+    if not args.no_fit_check:
+        print(f"[srft launch] {fit_check(args, repo)}", file=sys.stderr, flush=True)
     python = ensure_launch_venv()
     argv = [python, str(repo / "launch" / "pipeline.py"), args.pipeline, "--run-dir", args.run_dir]
     if args.stages:

@@ -52,7 +52,7 @@ DEFAULT_ARGS: dict[str, list[str]] = {
 _STAGE_KEYS = {"args", "extra_args", "nodes", "nproc_per_node", "gpus_per_node", "cpus_per_task",
                "time", "env", "rdzv_port", "python"}
 _EXECUTOR_KEYS = {"kind", "partition", "account", "time", "container_image", "container_mounts",
-                  "env", "gpus_per_node", "cpus_per_task", "mem", "qos", "exclusive"}
+                  "env", "gpus_per_node", "cpus_per_task", "mem", "qos", "exclusive", "gpu_memory_gb"}
 
 
 @dataclass
@@ -87,6 +87,7 @@ class ExecutorSpec:
     mem: str | None = None
     qos: str | None = None
     exclusive: bool | None = None
+    gpu_memory_gb: float = 80.0     # memory of one GPU, GiB: the fit check of the train stage (launch/fit.py)
 
 
 @dataclass
@@ -196,6 +197,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the sbatch command and script of every stage; submit nothing")
     parser.add_argument("--detach", action="store_true",
                         help="submit and return (SLURM only) instead of waiting for the pipeline")
+    parser.add_argument("--gpu-memory-gb", type=float, default=None,
+                        help="memory of one GPU of the train stage, GiB, for the fit check (default: the spec's "
+                             "executor.gpu_memory_gb, else 80)")
+    parser.add_argument("--no-fit-check", action="store_true",
+                        help="submit without checking that the train stage's layout fits its GPUs (srft plan's "
+                             "memory model, launch/fit.py)")
 
 
 def resolve_pipeline(name_or_path: str, repo: Path) -> Path:
