@@ -289,8 +289,8 @@ def format_plan(result: dict, top: int = 10) -> str:
 def check_fits(shape: Qwen2Shape, *, seq_length: int, tp: int, pp: int, cp: int, dp: int,
                distributed_optimizer: bool, recompute: str | None, gpu_memory_gb: float,
                global_batch_size: int, precision: str = "bf16") -> Layout:
-    """The fit check for a training stage before it is submitted (meant for `srft launch`, which
-    does not call it yet): the layout, or a ConfigError if it cannot fit."""
+    """The fit check for a training stage before it is submitted (`srft launch`,
+    `srft_megatron/launch/fit.py`): the layout, or a ConfigError if it cannot fit."""
     layout = evaluate_layout(shape, seq_length=seq_length, tp=tp, pp=pp, cp=cp, dp=dp,
                              distributed_optimizer=distributed_optimizer,
                              recompute="full" if recompute == "full" else "none",

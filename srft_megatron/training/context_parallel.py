@@ -31,6 +31,11 @@ now holds only part of each sequence's weights, so the weight sum is all-reduced
 context parallel ranks (`loss_reduction_group`), and the schedules' gradient sum over the same
 group (megatron reduces gradients over DP x CP) gives exactly the CP=1 gradient.
 
+Checkpoints do not depend on CP: every CP rank holds the whole model (CP ranks are replicas
+like DP ranks in megatron's sharded state dicts), so model checkpoints (`train.init_from`,
+`srft convert`) load at any CP, and the distributed optimizer's state, sharded over DP x CP, is
+saved `dp_reshardable` (`training/checkpoint.py`): a changed CP resumes like a changed DP.
+
     pad = pad_documents_for_cp(batch, cp=2, seq_length=65536)
     mine = split_for_rank(pad, cp=2, rank=parallel_state.get_context_parallel_rank())
 """
@@ -170,8 +175,10 @@ def batch_on_this_rank(mb: dict[str, torch.Tensor], *, cp: int, seq_length: int,
 
     Documents padded (`pad_documents_for_cp`, length `cp_sequence_length`), then split by
     megatron-core's `get_batch_on_this_cp_rank` over the context-parallel group (its keys:
-    `loss_mask` carries our loss weights). Returns `({tokens, labels, loss_weights,
-    position_ids}, packed_seq_params)`; needs Transformer Engine (GPU)."""
+    `loss_mask` carries our loss weights). Other per-position keys of the micro-batch (the
+    validation's `label_codes`, `resolved`) get -1 on padding and the same split
+    (`partition_indices`, the rule megatron's applies). Returns `({tokens, labels, loss_weights,
+    position_ids, ...}, packed_seq_params)`; needs Transformer Engine (GPU)."""
     from megatron.core import parallel_state as ps
     from megatron.core.packed_seq_params import PackedSeqParams
     from megatron.core.utils import get_batch_on_this_cp_rank
@@ -189,4 +196,17 @@ def batch_on_this_rank(mb: dict[str, torch.Tensor], *, cp: int, seq_length: int,
                              cu_seqlens_kv_padded=cu, max_seqlen_q=max_len, max_seqlen_kv=max_len)
     share = {"tokens": batch["tokens"], "labels": batch["labels"], "loss_weights": batch["loss_mask"],
              "position_ids": batch["position_ids"]}
+    extra = [k for k, v in mb.items() if k not in SEQUENCE_KEYS and isinstance(v, torch.Tensor)
+             and v.shape == mb["tokens"].shape]
+    if extra:
+        import torch.distributed as dist
+
+        cu_real, cu_pad = padded["cu_seqlens"].tolist(), padded["cu_seqlens_padded"].tolist()
+        real = torch.cat([torch.arange(cu_pad[i], cu_pad[i] + cu_real[i + 1] - cu_real[i])
+                          for i in range(len(cu_pad) - 1)])
+        index = partition_indices(padded["cu_seqlens_padded"], cp, dist.get_rank(ps.get_context_parallel_group()))
+        for key in extra:
+            full = torch.full((int(cu_pad[-1]),), -1, dtype=mb[key].dtype)
+            full[real] = mb[key][0, :n_real]
+            share[key] = full[index].unsqueeze(0).to(device)
     return share, params

@@ -185,14 +185,21 @@ def test_trainer_batch_goes_through_megatrons_cp_split(micro_batches, monkeypatc
         thd_get_partitioned_indices=lambda cu, total, size, rank: partition_indices(cu, size, rank)))
     for mb in micro_batches[:3]:
         n = int(mb["num_real_tokens"])
+        mb = {**mb, "label_codes": torch.where(mb["loss_weights"] > 0, 1, 0)}  # a validation key
+        mb["label_codes"][0, n:] = -1
         length = cp_sequence_length(document_lengths(mb["segment_ids"][0, :n]).tolist(), SEQ, cp, 2 * cp)
         padded = pad_documents_for_cp(mb, cp, seq_length=length)
+        pads = 0
         for rank in range(cp):
             state["rank"] = rank
             share, params = batch_on_this_rank(mb, cp=cp, seq_length=SEQ, multiple=2 * cp, device="cpu")
             want = split_for_rank(padded, cp, rank)
             for key in ("tokens", "labels", "loss_weights", "position_ids"):
                 assert torch.equal(share[key], want[key]), key
+            # an extra per-position key follows its token (-1 on padding): 1 exactly where weighted
+            assert torch.equal(share["label_codes"] == 1, share["loss_weights"] > 0)
+            pads += int((share["label_codes"] == -1).sum())
             assert torch.equal(params.cu_seqlens_q, padded["cu_seqlens_padded"])
             assert torch.equal(params.cu_seqlens_q_padded, padded["cu_seqlens_padded"])
             assert params.qkv_format == "thd" and params.max_seqlen_q == int(torch.diff(params.cu_seqlens_q).max())
+        assert pads == length - n  # padding, and only padding, carries -1
