@@ -56,3 +56,24 @@ def test_label_records_keep_their_line_and_reasons(tmp_path):
     assert [s.reason for s in records["b"].steps] == ["deletes the tests", None]  # a non-string reason is dropped
     assert records["b"].to_json()["steps"][0]["reason"] == "deletes the tests"
     assert "reason" not in records["a"].to_json()["steps"][0]
+
+
+def test_viewer_shows_each_steps_reason_from_the_label_file():
+    """The reasons of examples/labels.jsonl reach the viewer through `StepLabel.reason`."""
+    from pathlib import Path
+
+    from srft_megatron import load_tokenizer
+    from srft_megatron.ingest import read_any
+    from srft_megatron.policy import make_policy
+    from srft_megatron.render import StepRenderer
+    from srft_megatron.view.model import build_view
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    traj = next(iter(read_any(examples / "trajectories" / "datekit-1__clean.traj"))).result
+    assert traj.id == "datekit-1__clean"
+    labels, errors = read_labels(str(examples / "labels.jsonl"))
+    assert not errors
+    view = build_view(traj, labels[traj.id], StepRenderer(load_tokenizer("qwen2.5")), make_policy("srft"))
+    raw = next(json.loads(line) for line in (examples / "labels.jsonl").read_text().splitlines()
+               if json.loads(line)["id"] == traj.id)
+    assert [s.reason for s in view.steps] == [s["reason"] for s in raw["steps"]] and view.steps[0].reason
