@@ -154,6 +154,9 @@ def test_long_context_configs_fit_their_nodes(length, nodes):
     assert layout.fits and layout.tp * layout.pp * layout.cp * layout.dp == world
     with pytest.raises(ConfigError, match=f"parallel.context={p.context} needs Transformer Engine"):
         validate(cfg, world, check_data=False)
+    cfg.model.use_te = True  # as on the GPU machines it is written for: the CP layout is accepted
+    _, dims = validate(cfg, world, check_data=False)
+    assert (dims.tp, dims.cp, dims.dp) == (p.tensor, p.context, 1)
 
 
 def test_cli_json_and_one_line_errors(tmp_path, capsys):
