@@ -274,7 +274,8 @@ def resolve_config(path: str | os.PathLike) -> Path:
     given = Path(path)
     if given.is_file():
         return given
-    if given.suffix == "" and given.name == str(path) and given.name in shipped_configs():
+    # by name: a bare name in the shipped list (names hold dots, "qwen2.5-7b": no suffix test)
+    if given.name == str(path) and given.name in shipped_configs():
         return Path(str(resources.files("srft_megatron.configs").joinpath(f"{given.name}.yaml")))
     raise ConfigError(f"config file {path} not found (shipped configs, by name: {', '.join(shipped_configs())})")
 

@@ -139,3 +139,13 @@ def test_build_methods_make_the_megatron_objects():
     opt = cfg.optimizer.build(precision="bf16", distributed_optimizer=True)
     assert isinstance(opt, MegatronOptimizerConfig)
     assert (opt.lr, opt.clip_grad, opt.bf16, opt.loss_scale) == (3e-4, 0.5, True, 1.0)
+
+
+def test_shipped_configs_load_by_name_dots_included():
+    """`srft train --config qwen2.5-coder-32b-srft-128k` (a dot in the name is not a file suffix)."""
+    from srft_megatron.training.config import resolve_config, shipped_configs
+
+    for name in ("tiny", "qwen2.5-7b", "qwen2.5-coder-32b-srft-128k"):
+        assert name in shipped_configs() and resolve_config(name).name == f"{name}.yaml"
+    with pytest.raises(ConfigError, match="config file qwen2.5-nope not found"):
+        resolve_config("qwen2.5-nope")
