@@ -344,7 +344,7 @@ def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
         raise ConfigError(f"train.max_skipped_steps must be >= 1 and train.max_empty_steps >= 0, got "
                           f"{t.max_skipped_steps} and {t.max_empty_steps}")
     if cfg.optimizer.decay_style not in ("cosine", "linear", "constant"):
-        raise ConfigError(f"optimizer.decay_style must be cosine, linear or constant")
+        raise ConfigError("optimizer.decay_style must be cosine, linear or constant")
     _validate_eval(cfg, dims, shape if check_data else None)
     if check_data:
         _validate_data(cfg, shape)
