@@ -20,9 +20,11 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import yaml
 
@@ -59,10 +61,18 @@ def instance_filter(ids: list[str]) -> str:
     return "^(" + "|".join(re.escape(i) for i in ids) + ")$"
 
 
+def endpoint_secret(endpoint: str) -> str | None:
+    """The password in an endpoint URL's userinfo (`https://user:secret@host/v1`), or None."""
+    return urlsplit(endpoint).password or None
+
+
 def write_overlay(path: Path, cfg: AgentConfig, endpoint: str, served_name: str, seed: int) -> None:
     # no api_key here: the overlay is a file (and mini-swe-agent copies it into every trajectory);
-    # litellm reads the key from OPENAI_API_KEY, set by run_agent
-    kwargs = {"api_base": endpoint, "temperature": cfg.temperature, "seed": seed}
+    # litellm reads the key from OPENAI_API_KEY, set by run_agent. An endpoint with a password in
+    # it is not written either: litellm takes it from OPENAI_BASE_URL (run_agent's environment)
+    kwargs = {"temperature": cfg.temperature, "seed": seed}
+    if endpoint_secret(endpoint) is None:
+        kwargs = {"api_base": endpoint, **kwargs}
     if cfg.max_tokens:
         kwargs["max_tokens"] = cfg.max_tokens
     overlay = {
@@ -71,6 +81,9 @@ def write_overlay(path: Path, cfg: AgentConfig, endpoint: str, served_name: str,
         "agent": {"cost_limit": 0},  # no price for a self-hosted model: limit steps, not dollars
         "environment": {"environment_class": cfg.environment_class},
     }
+    if endpoint_secret(endpoint) is not None:  # the agent's commands (a local environment inherits the
+        # agent's environment) must not read the endpoint back: `env` would print it into a trajectory
+        overlay["environment"]["env"] = {"OPENAI_BASE_URL": "", "OPENAI_API_KEY": ""}
     if cfg.profile:
         overlay = profile_overlay(overlay, cfg.profile, path.with_name("agent_profile.yaml"))
     with atomic_open(path, "w", encoding="utf-8") as handle:
@@ -110,6 +123,18 @@ def agent_command(cfg: AgentConfig, out_dir: Path, overlay: Path) -> list[str]:
     return cmd
 
 
+def _copy_masked(stream, log, secret: str) -> None:
+    """The agent's output into its log, line by line, with the endpoint's password as `***`
+    (as written and percent-encoded, the two forms a URL or an error message can show)."""
+    forms = sorted({secret, quote(secret, safe="")}, key=len, reverse=True)
+    for line in iter(stream.readline, b""):
+        text = line.decode("utf-8", errors="replace")
+        for form in forms:
+            text = text.replace(form, "***")
+        log.write(text.encode("utf-8"))
+        log.flush()
+
+
 def count_predictions(out_dir: Path) -> int:
     try:
         return len(json.loads((out_dir / PREDS).read_text()))
@@ -127,13 +152,20 @@ def run_agent(cfg: AgentConfig, rollout_dir: Path, endpoint: str, served_name: s
     env = dict(os.environ, MSWEA_COST_TRACKING="ignore_errors", MSWEA_SILENT_STARTUP="1",
                MSWEA_GLOBAL_CONFIG_DIR=str(rollout_dir / ".mswea"),
                OPENAI_API_KEY=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY")
+    secret = endpoint_secret(endpoint)
+    if secret is not None:  # by environment only, never in a file or an argv (ps shows argv)
+        env["OPENAI_BASE_URL"] = endpoint
     if cfg.profile:  # mini-swe-agent imports the profile's classes from this package
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     log_path = rollout_dir / "agent.log"
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(agent_command(cfg, out_dir, overlay), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, cwd=rollout_dir)
+        proc = subprocess.Popen(agent_command(cfg, out_dir, overlay), stdout=subprocess.PIPE if secret else log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=rollout_dir)
+        copier = None
+        if secret is not None:  # an error message quoting the URL must not put the password in the log
+            copier = threading.Thread(target=_copy_masked, args=(proc.stdout, log, secret), daemon=True)
+            copier.start()
         start, seen = time.monotonic(), -1
         while proc.poll() is None:
             done = count_predictions(out_dir)
@@ -145,6 +177,8 @@ def run_agent(cfg: AgentConfig, rollout_dir: Path, endpoint: str, served_name: s
                 proc.wait()
                 raise AgentError(f"agent timed out after {cfg.timeout_s:.0f} s; log: {log_path}")
             time.sleep(1.0)
+        if copier is not None:
+            copier.join()
     if progress is not None:
         progress(count_predictions(out_dir))
     preds = out_dir / PREDS

@@ -113,15 +113,33 @@ def parse_tool_calls(calls: list[dict], tools: list[dict], error_template: str) 
 
 
 def parse_xml_actions(content: str, tools: list[dict]) -> list[dict]:
-    """The one action of an xml reply (SWE-agent's `xml_function_calling`); a refused reply raises
-    mini-swe-agent's FormatError carrying SWE-agent's answer as a `user` turn (SWE-agent's
-    `message_type: user`, not an observation: history processors do not count it)."""
+    """The one action of an xml reply (SWE-agent's `xml_function_calling`). A refused reply raises
+    mini-swe-agent's FormatError carrying, as SWE-agent's requery does, the reply itself and
+    SWE-agent's answer (`message_type` assistant and user: history processors count neither)."""
     try:
         action = parse_xml_action(content or "", tools)
     except XmlFormatError as exc:
-        raise FormatError({"role": "user", "content": format_error(str(exc)), "message_type": "user",
+        raise FormatError({"role": "assistant", "content": content or "", "message_type": "assistant",
+                           "extra": {"interrupt_type": "FormatError"}},
+                          {"role": "user", "content": format_error(str(exc)), "message_type": "user",
                            "extra": {"interrupt_type": "FormatError"}}) from None
     return [{"tool": action.tool, "arguments": action.arguments, "tool_call_id": None}]
+
+
+def _is_format_error(message: dict) -> bool:
+    return (message.get("extra") or {}).get("interrupt_type") == "FormatError"
+
+
+def requery_view(messages: list[dict]) -> list[dict]:
+    """The history as SWE-agent sends it around refused replies: a refused reply and its error
+    message are shown only in the very next request (`get_model_requery_history` adds them to a
+    temporary copy), and after several refusals in a row only the last pair; mini-swe-agent keeps
+    them all in its history (and its trajectory, the record of what happened)."""
+    end = len(messages)
+    while end and _is_format_error(messages[end - 1]):
+        end -= 1
+    last_pair = range(max(end, len(messages) - 2), len(messages))
+    return [m for i, m in enumerate(messages) if not _is_format_error(m) or i in last_pair]
 
 
 class ProfileModel(LitellmModel):
@@ -132,7 +150,7 @@ class ProfileModel(LitellmModel):
     def _prepare_messages_for_api(self, messages: list[dict]) -> list[dict]:
         # message types from roles where the agent class did not set them (mini-swe-agent's batch
         # runner uses its own agent class): what SWE-agent's history processors read
-        typed = [{"message_type": MESSAGE_TYPES.get(m.get("role")), **m} for m in messages]
+        typed = [{"message_type": MESSAGE_TYPES.get(m.get("role")), **m} for m in requery_view(messages)]
         processed = self.profile.process_history(typed)
         # a text (xml) reply has no tool calls: litellm's `tool_calls: None` is not sent
         return [{k: m[k] for k in API_KEYS if k in m and (k == "content" or m[k] is not None)} for m in processed]

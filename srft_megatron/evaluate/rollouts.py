@@ -23,6 +23,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from srft_megatron.critic.client import redact_url
 from srft_megatron.errors import ConfigError, InputError
 from srft_megatron.evaluate.agent import AgentConfig, count_predictions, run_agent
 from srft_megatron.evaluate.harness import HarnessConfig, run_harness
@@ -65,6 +66,8 @@ class EvalSettings:
 def _check_settings(run: Path, settings: EvalSettings) -> None:
     path = run / "eval.json"
     mine = {k: v for k, v in asdict(settings).items() if k != "serve"}
+    if mine["endpoint"]:  # recorded as `https://***@host/v1`: no password in a file
+        mine["endpoint"] = redact_url(mine["endpoint"])
     if path.exists():
         old = json.loads(path.read_text())
         changed = [k for k in _FIXED if old.get(k) != mine.get(k)]

@@ -98,3 +98,19 @@ def test_evaluate_with_a_profile_runs_mini_swe_agents_batch_runner_on_vllm(agent
     assert user["content"] == profile.fill("instance_template", problem_statement=problem)
     assert traj["info"]["model_stats"]["api_calls"] == 2
     assert (run / "vllm.log").read_text().count("POST /v1/chat/completions") == 2
+
+
+def test_a_password_in_the_endpoint_stays_out_of_the_overlay(tmp_path):
+    """The agent gets such an endpoint by environment (OPENAI_BASE_URL, run_agent), the overlay and
+    the profile files never hold it, and the agent's own commands cannot read it back."""
+    cfg = AgentConfig(python="python", dataset="verified", profile="swe-smith", environment_class="local")
+    path = tmp_path / "agent_overlay.yaml"
+    write_overlay(path, cfg, "https://user:s3cret%2Fx@host:8000/v1", "srft-7b", seed=1)
+    assert not [p for p in tmp_path.iterdir() if b"s3cret" in p.read_bytes()]
+    overlay = yaml.safe_load(path.read_text())
+    assert "api_base" not in overlay["model"]["model_kwargs"]
+    assert overlay["environment"]["env"] == {"OPENAI_BASE_URL": "", "OPENAI_API_KEY": ""}
+    write_overlay(path, cfg, "http://node17:8000/v1", "srft-7b", seed=1)  # no password: as before
+    overlay = yaml.safe_load(path.read_text())
+    assert overlay["model"]["model_kwargs"]["api_base"] == "http://node17:8000/v1"
+    assert "env" not in overlay["environment"]
