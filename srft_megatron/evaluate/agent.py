@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -187,11 +188,27 @@ def run_agent(cfg: AgentConfig, rollout_dir: Path, endpoint: str, served_name: s
                          + "\n".join(log_path.read_text(errors="replace").splitlines()[-25:]))
     if not preds.exists():
         raise AgentError(f"agent finished without writing {preds} (no instances selected?); log: {log_path}")
-    _retry_environment_failures(out_dir, log_path)
+    _retry_environment_failures(out_dir, log_path, cfg.environment_class)
     return preds
 
 
-def _retry_environment_failures(out_dir: Path, log_path: Path) -> None:
+def docker_problem() -> str | None:
+    """Why mini-swe-agent's docker environment (it runs the `docker` CLI) cannot start here, or None."""
+    executable = os.environ.get("MSWEA_DOCKER_EXECUTABLE", "docker")
+    if shutil.which(executable) is None:
+        return f"no `{executable}` executable on PATH"
+    try:
+        proc = subprocess.run([executable, "info", "--format", "{{.ServerVersion}}"], capture_output=True,
+                              text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"`{executable} info` did not answer in 30 s"
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return f"no Docker daemon is reachable (`{executable} info`: {lines[-1] if lines else proc.returncode})"
+    return None
+
+
+def _retry_environment_failures(out_dir: Path, log_path: Path, environment_class: str = "") -> None:
     """Instances whose environment never started must not count as attempts.
 
     mini-swe-agent records them in preds.json with an empty patch but saves no trajectory
@@ -205,6 +222,13 @@ def _retry_environment_failures(out_dir: Path, log_path: Path) -> None:
         return
     with atomic_open(preds_path, "w", encoding="utf-8") as handle:
         json.dump({k: v for k, v in preds.items() if k not in failed}, handle, indent=2)
+    problem = docker_problem() if "docker" in environment_class else None
+    if problem is not None:
+        raise AgentError(f"the agent's environment is Docker (SWE-bench's instance images) and {problem}: "
+                         f"{len(failed)} of {len(preds)} instances failed before the agent started. Run the agent "
+                         "on a machine with Docker (README: Evaluation, the Docker path on a cluster), or with "
+                         "--environment local on a checkout (no isolation, tests only); the failed instances were "
+                         f"taken out of preds.json and run again on the next try (log: {log_path})")
     raise AgentError(f"{len(failed)} of {len(preds)} instances failed before the agent started (their "
                      f"environment did not start, e.g. no Docker; first: {failed[0]}; see {log_path}); "
                      "they were taken out of preds.json and run again on the next try")
