@@ -9,7 +9,8 @@ stage is the real command (a subprocess of `srft <stage>`, `torchrun` for traini
 data path: the 8 hand-written SWE-agent trajectories of examples/ → ingest → labels (the expert
 labels of examples/labels.jsonl, or `srft label` against a tiny model on vLLM with --critic) →
 an HTML view of the labelled steps → preprocess with the real Qwen2.5 tokenizer → train a tiny
-Qwen2-shaped model with TP=2 over two processes → convert to Hugging Face → load it with
+Qwen2-shaped model with TP=2 over two processes (with the per-label validation NLL of its
+documents before and after) → convert to Hugging Face → load it with
 transformers and generate → `srft report`. After each stage the driver checks its output and
 prints what it produced and where; at the end, the timings and the same pipeline on a cluster.
 """
@@ -196,14 +197,22 @@ class Demo:
         tp = self.args.tensor_parallel
         overrides = ["model.name=tiny-qwen-vocab", f"model.seq_length={self.args.seq_length}",
                      f"parallel.tensor={tp}", f"train.steps={self.args.steps}", "train.global_batch_size=2",
-                     "train.micro_batch_size=1", f"data.prefixes=[{self.prefix}]"]
+                     "train.micro_batch_size=1", f"data.prefixes=[{self.prefix}]",
+                     # per-label validation NLL before the first step and at the end, on the training
+                     # documents themselves: 8 examples are too few to hold some out
+                     f"data.validation_prefixes=[{self.prefix}]", f"train.eval_interval={self.args.steps}",
+                     "train.eval_samples=8"]
         self.srft("train", "--config", self.args.config, "--run-dir", str(run_dir), *overrides, torchrun=tp)
         from srft_megatron.training.checkpoint import latest_checkpoint
 
         self.checkpoint = latest_checkpoint(run_dir / "checkpoints")
         if self.checkpoint is None:
             raise DemoError(f"training wrote no checkpoint ({run_dir / 'checkpoints' / 'latest'} missing)")
-        metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        from srft_megatron.training.metrics import is_eval_record
+
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        metrics = [m for m in records if not is_eval_record(m)]
+        evals = [m for m in records if is_eval_record(m)]
         if len(metrics) != self.args.steps:
             raise DemoError(f"metrics.jsonl has {len(metrics)} steps, expected {self.args.steps}")
         self.metrics = metrics
@@ -217,6 +226,10 @@ class Demo:
                        f"{mean(last, 'loss'):.3f} over the last {len(last)}; "
                        f"{mean(metrics, 'weighted_fraction'):.1%} of the tokens carry weight; "
                        f"{mean(metrics, 'step_time_s'):.1f} s/step")
+        if len(evals) < 2:
+            raise DemoError(f"metrics.jsonl has {len(evals)} validation records, expected one before and one after training")
+        r.facts.extend(validation_table(evals[0], evals[-1], "the 8 training trajectories themselves (too few to hold "
+                                        "some out)"))
         r.outputs.append(("Megatron distributed checkpoint", self.checkpoint))
         r.outputs.append(("per-step metrics", run_dir / "metrics.jsonl"))
         r.outputs.append(("run directory (config, logs, tensorboard)", run_dir))
@@ -286,6 +299,23 @@ def _label_counts(rows: list[dict]) -> str:
 def _last_line(text: str, prefix: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip().startswith(prefix)]
     return lines[-1] if lines else text.strip().splitlines()[-1]
+
+
+def validation_table(first: dict, last: dict, what: str) -> list[str]:
+    """Lines of the per-label validation NLL table (label, first eval, last eval) of two
+    metrics.jsonl validation records (training/evaluation.py)."""
+    from srft_megatron.dataset import LABEL_CODES
+
+    names = [n for n in LABEL_CODES if n != "context"] + ["resolved", "unresolved"]
+    keys = ["val/loss"] + [f"val/nll/{n}" for n in names]
+    lines = [f"per-label validation NLL on {what}, step {first['step']} -> step {last['step']}:",
+             f"  {'label':<12} {'step ' + str(first['step']):>10} {'step ' + str(last['step']):>10}"]
+    for key in keys:
+        if key in first:
+            after = "-" if last.get(key) is None else f"{last[key]:.3f}"
+            label = "loss (w)" if key == "val/loss" else key.split("/")[-1]
+            lines.append(f"  {label:<12} {first[key]:>10.3f} {after:>10}")
+    return lines
 
 
 def _rel(path: Path) -> str:

@@ -19,6 +19,12 @@ attention never crosses documents (block-diagonal causal mask on the local spec,
 split: the checks before training refuse it (and packing raises). With `pack=False` every sample
 is one document (its first `seq_length + 1` tokens, counted in `truncated_documents`).
 
+Validation samples (`training/evaluation.py`) are assembled the same way with the dataset's label
+channel: `label_codes` (the step label of each predicted token, shifted by `dataset.shifted_example`
+like the weights) and `resolved` (the outcome of each position's trajectory) ride next to
+`loss_weights`. `held_out_documents` picks the documents `data.validation_fraction` keeps out of
+training.
+
 Every document is checked as it is read (`srft_megatron.dataset.document_problem`: loss weights
 finite and non-negative, token ids inside the model's vocabulary); a bad one is left out of its
 sample and named in the sample's `bad` list, and the trainer skips the step that holds it.
@@ -48,6 +54,7 @@ class WeightedDatasetConfig(BlendedMegatronDatasetConfig):
     pack: bool = True
     vocab_size: int | None = None  # token ids must be below it (checked as documents are read)
     held_out_fraction: float = 0.0  # documents kept for validation (`held_out_documents`), never trained
+    length_multiple: int = 1  # pack documents as if padded to this (2 x CP: training/context_parallel.py)
 
 
 def held_out_documents(n_docs: int, fraction: float, seed: int) -> np.ndarray:
@@ -61,9 +68,11 @@ def held_out_documents(n_docs: int, fraction: float, seed: int) -> np.ndarray:
 
 
 def pack_documents(lengths: np.ndarray, seq_length: int, num_samples: int | None, seed: int,
-                   pack: bool) -> tuple[np.ndarray, np.ndarray]:
+                   pack: bool, length_multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Order documents and cut the order into samples: best-fit-decreasing packing
     (`packing.packed_order`), or one document per sample in a seeded order (`pack=False`).
+    With `length_multiple` > 1 each document is packed as if its positions were padded to a
+    multiple of it, as context parallelism pads them, so the padded sample still fits.
 
     Returns `(order, bounds)`: sample i holds documents `order[bounds[i]:bounds[i+1]]`. Builds
     whole epochs until at least `num_samples` samples exist (one epoch when None)."""
@@ -71,6 +80,8 @@ def pack_documents(lengths: np.ndarray, seq_length: int, num_samples: int | None
     if n_docs == 0:
         raise ValueError("dataset has no documents")
     if pack:
+        if length_multiple > 1:  # n tokens are n - 1 positions, padded up to the multiple
+            lengths = -(-(lengths - 1) // length_multiple) * length_multiple + 1
         return packed_order(lengths, seq_length, num_samples, seed)
     epochs = 1 if num_samples is None else max(1, -(-num_samples // n_docs))
     order = np.concatenate([np.random.RandomState(seed + e).permutation(n_docs) for e in range(epochs)])
@@ -89,7 +100,7 @@ class WeightedPackedDataset(MegatronDataset):
         lengths = dataset.tokens.sequence_lengths[indices].astype(np.int64)
         self.truncated_documents = int((lengths > config.sequence_length + 1).sum())
         order, self.bounds = pack_documents(lengths, config.sequence_length, num_samples,
-                                            config.random_seed, config.pack)
+                                            config.random_seed, config.pack, config.length_multiple)
         self.order = indices[order]
 
     @staticmethod
@@ -102,7 +113,8 @@ class WeightedPackedDataset(MegatronDataset):
 
     @staticmethod
     def _key_config_attributes() -> list[str]:
-        return super(WeightedPackedDataset, WeightedPackedDataset)._key_config_attributes() + ["pack", "held_out_fraction"]
+        return super(WeightedPackedDataset, WeightedPackedDataset)._key_config_attributes() + ["pack", "held_out_fraction",
+                                                                                       "length_multiple"]
 
     def __len__(self) -> int:
         return len(self.bounds) - 1
@@ -186,16 +198,17 @@ def assemble_sample(docs: WeightedDocuments, doc_ids, seq_length: int,
 def build_train_dataset(prefixes: list[str], weights: list[float] | None, *, seq_length: int,
                         num_samples: int, seed: int, pack: bool = True,
                         cache_dir: str | None = None, vocab_size: int | None = None,
-                        held_out_fraction: float = 0.0):
+                        held_out_fraction: float = 0.0, length_multiple: int = 1):
     """The blended training dataset with at least `num_samples` samples (megatron-core builder);
-    the documents `held_out_documents` picks for validation are left out."""
+    the documents `held_out_documents` picks for validation are left out; `length_multiple`:
+    `pack_documents`."""
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 
     config = WeightedDatasetConfig(
         random_seed=seed, sequence_length=seq_length,
         blend=(list(prefixes), list(weights) if weights is not None else None),
         split="100,0,0", path_to_cache=cache_dir, pack=pack, vocab_size=vocab_size,
-        held_out_fraction=held_out_fraction,
+        held_out_fraction=held_out_fraction, length_multiple=length_multiple,
         mid_level_dataset_surplus=0.05,
     )
     if len(prefixes) == 1:
@@ -211,7 +224,7 @@ def build_train_dataset(prefixes: list[str], weights: list[float] | None, *, seq
             return build_train_dataset(prefixes, [float(n) for n in per], seq_length=seq_length,
                                        num_samples=num_samples, seed=seed, pack=pack,
                                        cache_dir=cache_dir, vocab_size=vocab_size,
-                                       held_out_fraction=held_out_fraction)
+                                       held_out_fraction=held_out_fraction, length_multiple=length_multiple)
         raise ValueError(f"could not build {num_samples} samples from {prefixes}")
     return train
 

@@ -44,9 +44,18 @@ def test_demo_runs_every_stage_and_says_what_it_produced(demo):
     assert 0 < meta["counts"]["weighted_tokens"] < meta["counts"]["tokens"]
     for suffix in ("_tokens.bin", "_tokens.idx", "_weights.bin", "_weights.idx"):
         assert (out / "data" / f"srft{suffix}").stat().st_size > 0
-    # train: TP=2 over two processes, a checkpoint at the last step, one metrics row per step
-    metrics = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    # train: TP=2 over two processes, a checkpoint at the last step, one metrics row per step, and
+    # the per-label validation NLL before the first and after the last step (printed as a table)
+    from srft_megatron.training.metrics import is_eval_record
+
+    records = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [m for m in records if not is_eval_record(m)]
     assert [m["step"] for m in metrics] == list(range(1, STEPS + 1))
+    evals = [m for m in records if is_eval_record(m)]
+    assert [m["step"] for m in evals] == [0, STEPS]
+    table = stdout.split("per-label validation NLL on the 8 training trajectories")[1]
+    for label in ("good", "harmful", "resolved", "unresolved"):
+        assert f"{evals[0]['val/nll/' + label]:.3f}" in table and f"{evals[1]['val/nll/' + label]:.3f}" in table
     assert all(0 < m["weighted_fraction"] < 1 for m in metrics)
     assert (out / "run" / "checkpoints" / "latest").read_text().strip() == f"iter_{STEPS:07d}"
     assert "TP=2 over 2 processes" in stdout

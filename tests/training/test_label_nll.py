@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from srft_megatron.dataset import LABEL_CODES
-from srft_megatron.training.label_nll import label_nll_metrics, label_nll_sums
+from srft_megatron.training.label_nll import (RESOLVED_CODES, eval_metrics, eval_sums, label_nll_metrics,
+                                              label_nll_sums)
 from srft_megatron.training.loss import reference_weighted_nll
 
 VOCAB = 50
@@ -51,3 +52,21 @@ def test_sums_over_micro_batches_and_ranks_give_the_whole_batch():
     assert split.keys() == whole.keys()
     assert all(abs(split[k] - whole[k]) <= 1e-12 for k in whole)
     assert {f"val/nll/{name}" for name in LABEL_CODES if name != "context"} <= whole.keys()
+
+
+def test_resolved_and_unresolved_nll_cover_step_tokens_only():
+    logits, targets, codes, weights = batch(2)
+    nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(4, 24)
+    resolved = torch.tensor([RESOLVED_CODES["resolved"], RESOLVED_CODES["unresolved"],
+                             RESOLVED_CODES["unknown"], RESOLVED_CODES["resolved"]])[:, None].expand(4, 24).clone()
+    resolved[codes == -1] = -1
+    got = eval_metrics(eval_sums(nll[:2], codes[:2], weights[:2], resolved[:2])
+                       + eval_sums(nll[2:], codes[2:], weights[2:], resolved[2:]))  # two micro-batches
+    step = (codes > LABEL_CODES["context"])  # padding (-1) and context excluded
+    for name, rows in (("resolved", [0, 3]), ("unresolved", [1])):
+        mask = step & (resolved == RESOLVED_CODES[name])
+        assert mask[rows].sum() == mask.sum() > 0
+        assert abs(got[f"val/nll/{name}"] - float(nll[mask].double().mean())) <= 1e-9, name
+    assert got["val/tokens"] == int((codes >= 0).sum())
+    assert {k: v for k, v in got.items() if k.startswith("val/nll/") and k.split("/")[-1] in LABEL_CODES} == {
+        k: v for k, v in label_nll_metrics(label_nll_sums(nll, codes, weights)).items() if k.startswith("val/nll/")}
