@@ -58,10 +58,7 @@ class ModelConfig:
             fp8_recipe=self.fp8_recipe, fp8_amax_history_len=self.fp8_amax_history_len,
             fp8_amax_compute_algo=self.fp8_amax_compute_algo, fp8_margin=self.fp8_margin,
             recompute=self.recompute, recompute_num_layers=self.recompute_num_layers,
-            use_te=self.resolve_use_te(), per_token_loss=True,
-            # CP micro-batches grow past seq_length when per-document padding overflows it
-            # (`context_parallel.cp_sequence_length`): pipeline stages then exchange shapes
-            variable_seq_lengths=parallel.context > 1)
+            use_te=self.resolve_use_te(), per_token_loss=True)
 
 
 @dataclass

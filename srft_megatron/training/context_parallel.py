@@ -22,9 +22,9 @@ balancing: TE's `thd_get_partitioned_indices`); `partition_indices` is the same 
 torch, for the CPU tests. Padding sits after each document's real tokens and carries weight 0,
 so the THD boundaries given to TE are the padded ones (`cu_seqlens` = `cu_seqlens_padded`): no
 real token attends to padding under the causal mask and RoPE positions restart per padded
-document exactly where they restart per real one. The packer fills `model.seq_length` with real
-tokens; when the per-document padding overflows it, the micro-batch grows to the next multiple
-of `multiple` (`cp_sequence_length`; the model config then allows variable lengths).
+document exactly where they restart per real one. The packer reserves room for the padding
+(`data.pack_documents(length_multiple=2 x CP)` packs each document as if padded), so every CP
+micro-batch is exactly `model.seq_length` positions and pipeline shapes stay fixed.
 
 The loss stays the global weighted mean (`srft_megatron/training/loss.py`): a rank's micro-batch
 now holds only part of each sequence's weights, so the weight sum is all-reduced over data x
@@ -160,20 +160,11 @@ def loss_reduction_group():
     return ps.get_data_parallel_group(with_context_parallel=True)
 
 
-def cp_sequence_length(document_lengths, seq_length: int, cp: int, multiple: int) -> int:
-    """Positions of one CP micro-batch: `seq_length`, or, when its documents padded to multiples
-    of 2 x CP take more, that padded total rounded up to `multiple` (a multiple of 2 x CP; with
-    sequence parallelism also of TP x CP, so every rank's share splits across TP)."""
-    if multiple % cp_multiple(cp):
-        raise ValueError(f"multiple={multiple} is not a multiple of 2 x CP = {cp_multiple(cp)}")
-    total = sum(padded_length(int(n), cp) for n in document_lengths)
-    return max(seq_length, -(-total // multiple) * multiple)
-
-
-def batch_on_this_rank(mb: dict[str, torch.Tensor], *, cp: int, seq_length: int, multiple: int, device):
+def batch_on_this_rank(mb: dict[str, torch.Tensor], *, cp: int, seq_length: int, device):
     """This CP rank's share of one packed micro-batch (size 1) and its THD `PackedSeqParams`.
 
-    Documents padded (`pad_documents_for_cp`, length `cp_sequence_length`), then split by
+    Documents padded (`pad_documents_for_cp` to `seq_length`: ValueError if the batch was not
+    packed with room for it, `data.pack_documents(length_multiple=2 x CP)`), then split by
     megatron-core's `get_batch_on_this_cp_rank` over the context-parallel group (its keys:
     `loss_mask` carries our loss weights). Other per-position keys of the micro-batch (the
     validation's `label_codes`, `resolved`) get -1 on padding and the same split
@@ -184,8 +175,7 @@ def batch_on_this_rank(mb: dict[str, torch.Tensor], *, cp: int, seq_length: int,
     from megatron.core.utils import get_batch_on_this_cp_rank
 
     n_real = int(mb.get("num_real_tokens", mb["tokens"].shape[1]))
-    lengths = document_lengths(mb["segment_ids"][0, :n_real]).tolist()
-    padded = pad_documents_for_cp(mb, cp, seq_length=cp_sequence_length(lengths, seq_length, cp, multiple))
+    padded = pad_documents_for_cp(mb, cp, seq_length=seq_length)
     cu = padded["cu_seqlens_padded"].to(device)
     batch = {"tokens": padded["tokens"].to(device), "labels": padded["labels"].to(device),
              "loss_mask": padded["loss_weights"].to(device), "position_ids": padded["position_ids"].to(device),

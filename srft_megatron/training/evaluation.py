@@ -69,14 +69,16 @@ def validation_sources(data_cfg) -> list[EvalSource]:
 
 
 def validation_samples(sources: list[EvalSource], *, seq_length: int, num_samples: int, seed: int,
-                       pack: bool = True, vocab_size: int | None = None) -> list[dict[str, np.ndarray]]:
-    """`num_samples` packed sequences of the validation documents (see module docstring)."""
+                       pack: bool = True, vocab_size: int | None = None,
+                       length_multiple: int = 1) -> list[dict[str, np.ndarray]]:
+    """`num_samples` packed sequences of the validation documents (see module docstring);
+    `length_multiple`: as `data.pack_documents` (2 x CP under context parallelism)."""
     from srft_megatron.training.data import assemble_sample, pack_documents
 
     per_source = []
     for src in sources:
         lengths = src.docs.tokens.sequence_lengths[src.doc_ids].astype(np.int64)
-        order, bounds = pack_documents(lengths, seq_length, None, seed, pack)
+        order, bounds = pack_documents(lengths, seq_length, None, seed, pack, length_multiple)
         per_source.append([(src, src.doc_ids[order[bounds[i]:bounds[i + 1]]]) for i in range(len(bounds) - 1)])
     groups = [p[k] for k in range(max((len(p) for p in per_source), default=0)) for p in per_source if k < len(p)]
     samples = [assemble_sample(src.docs, ids, seq_length, vocab_size, labels=src.labels)

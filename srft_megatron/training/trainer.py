@@ -122,13 +122,15 @@ class Trainer:
         self.scheduler = o.build_scheduler(self.optimizer, self.cfg.train.steps)
 
     def _build_data(self) -> None:
+        from srft_megatron.training.context_parallel import cp_multiple
         from srft_megatron.training.data import StepBatches, build_train_dataset
 
         d, t = self.cfg.data, self.cfg.train
         self.dataset = build_train_dataset(
             d.prefixes, d.weights, seq_length=self.cfg.model.seq_length,
             num_samples=t.steps * t.global_batch_size, seed=d.seed, pack=d.pack, cache_dir=d.cache_dir,
-            vocab_size=self.shape.vocab_size, held_out_fraction=d.validation_fraction)
+            vocab_size=self.shape.vocab_size, held_out_fraction=d.validation_fraction,
+            length_multiple=cp_multiple(self.dims.cp))  # CP pads documents: pack with room for it
         self.batches = StepBatches(self.dataset, global_batch_size=t.global_batch_size,
                                    micro_batch_size=t.micro_batch_size, dp_rank=self.dp_rank,
                                    dp_size=self.dp_size)
@@ -137,6 +139,7 @@ class Trainer:
     def _build_evaluator(self):
         """This rank's validation micro-batches (`training/evaluation.py`); None when
         train.eval_interval is 0."""
+        from srft_megatron.training.context_parallel import cp_multiple
         from srft_megatron.training.evaluation import Evaluator, validation_samples, validation_sources
 
         d, t = self.cfg.data, self.cfg.train
@@ -144,7 +147,7 @@ class Trainer:
             return None
         samples = validation_samples(validation_sources(d), seq_length=self.cfg.model.seq_length,
                                      num_samples=t.eval_samples, seed=d.seed, pack=d.pack,
-                                     vocab_size=self.shape.vocab_size)
+                                     vocab_size=self.shape.vocab_size, length_multiple=cp_multiple(self.dims.cp))
         evaluator = Evaluator(samples, micro_batch_size=t.micro_batch_size, dp_rank=self.dp_rank,
                               dp_size=self.dp_size)
         for what in evaluator.bad_documents:
@@ -214,8 +217,7 @@ class Trainer:
                 from srft_megatron.training.context_parallel import batch_on_this_rank
 
                 mb, kwargs["packed_seq_params"] = batch_on_this_rank(
-                    mb, cp=self.dims.cp, seq_length=self.cfg.model.seq_length, multiple=self._cp_multiple(),
-                    device=device)
+                    mb, cp=self.dims.cp, seq_length=self.cfg.model.seq_length, device=device)
                 attention_mask = None
             elif self.use_te:
                 attention_mask = None
@@ -230,11 +232,6 @@ class Trainer:
             return output, loss_func_for(mb["loss_weights"].to(device), weight_sum)
 
         return forward_step
-
-    def _cp_multiple(self) -> int:
-        """CP micro-batch lengths are multiples of this: 2 x CP, and TP x CP under sequence parallelism."""
-        d = self.dims
-        return math.lcm(2 * d.cp, d.tp * d.cp if d.sequence_parallel else 1)
 
     def _data_stats(self, micro) -> torch.Tensor:
         """[sum of loss weights, bad documents, real tokens, attention pairs] of the global batch

@@ -152,18 +152,32 @@ def test_context_parallel_config_is_checked_up_front():
         ParallelDims.from_world(12, tp=2, cp=4)
 
 
-def test_cp_sequence_length_grows_only_when_padding_overflows():
-    from srft_megatron.training.context_parallel import cp_sequence_length
+@pytest.fixture(scope="module")
+def cp_packed(tmp_path_factory):
+    """Micro-batches packed as the trainer packs them under CP: documents sized as if padded to
+    a multiple of 8 (2 x CP for CP 4, hence enough for CP 2), the same data as `micro_batches`."""
+    from srft_megatron.training.data import StepBatches, build_train_dataset
 
-    assert cp_sequence_length([10, 20], 64, cp=2, multiple=4) == 64            # 12 + 20 fit
-    assert cp_sequence_length([61, 3], 64, cp=2, multiple=4) == 68             # 64 + 4: next multiple
-    assert cp_sequence_length([61, 3], 64, cp=2, multiple=16) == 80            # SP: TP x CP = 16
-    with pytest.raises(ValueError, match="not a multiple of 2 x CP"):
-        cp_sequence_length([1], 64, cp=4, multiple=4)
+    prefix = make_dataset(tmp_path_factory.mktemp("cp8") / "synthetic", n_docs=40, min_len=5, max_len=90, seed=3)
+    ds = build_train_dataset([str(prefix)], None, seq_length=SEQ, num_samples=8, seed=7, length_multiple=8)
+    return StepBatches(ds, global_batch_size=8, micro_batch_size=1, dp_rank=0, dp_size=1).micro_batches(0)
+
+
+def test_packing_reserves_room_for_cp_padding(micro_batches, cp_packed):
+    """With `length_multiple` every sample still fits `seq_length` once its documents are padded;
+    without it, padding overflows (so the reservation is what makes the CP batch fit)."""
+    from srft_megatron.training.context_parallel import document_lengths
+
+    def padded_total(mb, cp):
+        n = int(mb["num_real_tokens"])
+        return sum(padded_length(k, cp) for k in document_lengths(mb["segment_ids"][0, :n]).tolist())
+
+    assert all(padded_total(mb, cp) <= SEQ for mb in cp_packed for cp in (2, 4))
+    assert max(padded_total(mb, 4) for mb in micro_batches) > SEQ
 
 
 @pytest.mark.parametrize("cp", [2, 4])
-def test_trainer_batch_goes_through_megatrons_cp_split(micro_batches, monkeypatch, cp):
+def test_trainer_batch_goes_through_megatrons_cp_split(cp_packed, monkeypatch, cp):
     """`batch_on_this_rank` (the trainer's forward step under CP) hands the padded batch to
     megatron-core's own `get_batch_on_this_cp_rank`. Here TE's `thd_get_partitioned_indices`
     (GPU-only) is stood in for by `partition_indices` and the CP group by a stand-in of size cp:
@@ -174,7 +188,7 @@ def test_trainer_batch_goes_through_megatrons_cp_split(micro_batches, monkeypatc
     import megatron.core.utils as mcore_utils
     import torch.distributed as dist
 
-    from srft_megatron.training.context_parallel import batch_on_this_rank, cp_sequence_length, document_lengths
+    from srft_megatron.training.context_parallel import batch_on_this_rank
 
     group, state = object(), {"rank": 0}
     get_world_size, get_rank = dist.get_world_size, dist.get_rank
@@ -183,16 +197,15 @@ def test_trainer_batch_goes_through_megatrons_cp_split(micro_batches, monkeypatc
     monkeypatch.setattr(dist, "get_rank", lambda g=None: state["rank"] if g is group else get_rank(g))
     monkeypatch.setattr(mcore_utils, "tex", types.SimpleNamespace(
         thd_get_partitioned_indices=lambda cu, total, size, rank: partition_indices(cu, size, rank)))
-    for mb in micro_batches[:3]:
+    for mb in cp_packed[:3]:
         n = int(mb["num_real_tokens"])
         mb = {**mb, "label_codes": torch.where(mb["loss_weights"] > 0, 1, 0)}  # a validation key
         mb["label_codes"][0, n:] = -1
-        length = cp_sequence_length(document_lengths(mb["segment_ids"][0, :n]).tolist(), SEQ, cp, 2 * cp)
-        padded = pad_documents_for_cp(mb, cp, seq_length=length)
+        padded = pad_documents_for_cp(mb, cp, seq_length=SEQ)
         pads = 0
         for rank in range(cp):
             state["rank"] = rank
-            share, params = batch_on_this_rank(mb, cp=cp, seq_length=SEQ, multiple=2 * cp, device="cpu")
+            share, params = batch_on_this_rank(mb, cp=cp, seq_length=SEQ, device="cpu")
             want = split_for_rank(padded, cp, rank)
             for key in ("tokens", "labels", "loss_weights", "position_ids"):
                 assert torch.equal(share[key], want[key]), key
@@ -202,4 +215,4 @@ def test_trainer_batch_goes_through_megatrons_cp_split(micro_batches, monkeypatc
             assert torch.equal(params.cu_seqlens_q, padded["cu_seqlens_padded"])
             assert torch.equal(params.cu_seqlens_q_padded, padded["cu_seqlens_padded"])
             assert params.qkv_format == "thd" and params.max_seqlen_q == int(torch.diff(params.cu_seqlens_q).max())
-        assert pads == length - n  # padding, and only padding, carries -1
+        assert pads == SEQ - n  # padding, and only padding, carries -1
