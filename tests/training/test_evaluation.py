@@ -64,7 +64,8 @@ def _by_hand(model, samples) -> dict[str, float]:
     """val/loss, val/nll/<label>, val/nll/(un)resolved from full logits and torch's cross-entropy."""
     from srft_megatron.training.label_nll import RESOLVED_CODES
 
-    batch = collate(samples)
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in collate(samples).items()}
     with torch.no_grad():
         logits = model(batch["tokens"], batch["position_ids"], block_causal_mask(batch["segment_ids"]))
     nll = torch.nn.functional.cross_entropy(logits.double().flatten(0, 1), batch["labels"].flatten(),
@@ -83,9 +84,12 @@ def _by_hand(model, samples) -> dict[str, float]:
     return out
 
 
-def test_eval_equals_pytorch_by_hand_and_steps_report_memory_and_mfu(labelled, tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_eval_equals_pytorch_by_hand_and_steps_report_memory_and_mfu(labelled, tmp_path, device):
+    # on CUDA: the local spec (the by-hand reference uses its block-diagonal mask), CUDA peak memory
     cfg = load_config(TINY_CONFIG, [f"data.prefixes=[{labelled}]", "data.validation_fraction=0.2",
-                                    "train.steps=2", "logging.peak_tflops_per_gpu=2.5", *EVAL])
+                                    "train.steps=2", "logging.peak_tflops_per_gpu=2.5", *EVAL,
+                                    *(["model.use_te=false"] if device == "cuda" else [])])
     try:
         trainer = Trainer(cfg, tmp_path / "run")
         assert trainer.train() == 0
@@ -108,7 +112,10 @@ def test_eval_equals_pytorch_by_hand_and_steps_report_memory_and_mfu(labelled, t
     finally:
         destroy(process_group=True)
     for r in steps:
-        assert r["memory_kind"] == "cpu_max_rss" and 0.05 < r["peak_memory_gb"] < 200
+        if device == "cpu":
+            assert r["memory_kind"] == "cpu_max_rss" and 0.05 < r["peak_memory_gb"] < 200
+        else:
+            assert r["memory_kind"] == "cuda_max_allocated" and 0 < r["peak_memory_gb"] < 200
         assert r["mfu"] == pytest.approx(r["tflops_per_gpu"] / 2.5)
 
 
