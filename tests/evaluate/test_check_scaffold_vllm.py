@@ -38,3 +38,22 @@ def test_every_step_is_what_vllm_tokenises(endpoint, name, tmp_path):
     summary = json.loads(out.read_text())
     assert summary["mismatched_steps"] == 0 and summary["steps_compared"] == summary["recorded_steps"] >= 7
     assert "vLLM /tokenize" in proc.stdout
+
+
+def test_swe_smith_xml_requests_are_what_vllm_tokenises(endpoint, tmp_path):
+    """The xml profile (no tools sent; calls in the text, observations as user turns), without
+    SWE-smith's observation elision, against vLLM's /tokenize: the xml training render at every step."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "srft_megatron" / "agent_profiles" / "swe-smith.yaml").read_text())
+    data.update(name="swe-smith-full", history_processors=[])
+    profile = tmp_path / "swe-smith-full.yaml"
+    profile.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "check.json"
+    proc = subprocess.run([sys.executable, "-m", "srft_megatron.cli", "check-scaffold", "--trajectory",
+                           str(EXAMPLES / "datekit-3__misused_tools.traj"), "--profile", str(profile), "--endpoint",
+                           endpoint, "--served-name", SERVED, "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert summary["mismatched_steps"] == 0 and summary["steps_compared"] == summary["recorded_steps"] >= 7
