@@ -152,7 +152,8 @@ def run_agent(cfg: AgentConfig, rollout_dir: Path, endpoint: str, served_name: s
     write_overlay(overlay, cfg, endpoint, served_name, seed)
     env = dict(os.environ, MSWEA_COST_TRACKING="ignore_errors", MSWEA_SILENT_STARTUP="1",
                MSWEA_GLOBAL_CONFIG_DIR=str(rollout_dir / ".mswea"),
-               OPENAI_API_KEY=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY")
+               OPENAI_API_KEY=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
+               LITELLM_LOCAL_MODEL_COST_MAP="True")  # no fetch from GitHub (3 tries, offline nodes)
     secret = endpoint_secret(endpoint)
     if secret is not None:  # by environment only, never in a file or an argv (ps shows argv)
         env["OPENAI_BASE_URL"] = endpoint

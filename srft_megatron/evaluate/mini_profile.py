@@ -33,7 +33,6 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, Template
 from minisweagent.agents import get_agent_class
 from minisweagent.agents.default import AgentConfig, DefaultAgent
 from minisweagent.environments import get_environment
@@ -46,6 +45,7 @@ from pydantic import BaseModel
 
 from srft_megatron.agent_profile import AgentProfile, load_agent_profile
 from srft_megatron.evaluate import editor
+from srft_megatron.evaluate.function_calls import FunctionCallError, parse_function_call, requery_view
 from srft_megatron.evaluate.local_env import LocalEnvironment, refused
 from srft_megatron.evaluate.xml_actions import XmlFormatError, format_error, parse_xml_action
 
@@ -89,57 +89,33 @@ class ProfileModelConfig(LitellmModelConfig):
     (docker, singularity, local) run the profile's tools: what `srft evaluate --profile` uses."""
 
 
-def parse_tool_calls(calls: list[dict], tools: list[dict], error_template: str) -> list[dict]:
-    """The actions of a reply: one `{"tool", "arguments", "tool_call_id"}` per call of a known tool."""
-    names = {t["function"]["name"] for t in tools}
-    actions, errors = [], []
-    for call in calls:
-        name, raw = call["function"]["name"], call["function"].get("arguments") or "{}"
-        try:
-            args = json.loads(raw) if isinstance(raw, str) else raw
-        except json.JSONDecodeError as exc:
-            errors.append(f"Error parsing tool call arguments: {exc}.")
-            continue
-        if name not in names:
-            errors.append(f"Unknown tool '{name}'.")
-            continue
-        actions.append({"tool": name, "arguments": args, "tool_call_id": call.get("id")})
-    if errors or not calls:
-        error = " ".join(errors) or "No tool calls found in the response."
-        content = Template(error_template, undefined=StrictUndefined).render(error=error, actions=[],
-                                                                             has_tool_calls=bool(calls))
-        raise FormatError({"role": "user", "content": content, "extra": {"interrupt_type": "FormatError"}})
-    return actions
+def parse_tool_calls(content: str, calls: list[dict], tools: list[dict]) -> list[dict]:
+    """The one action of a tool-calling reply, by SWE-agent's `function_calling` rules
+    (`evaluate/function_calls.py`); a refused reply raises FormatError like `parse_xml_actions`."""
+    try:
+        call = parse_function_call(content or "", calls, tools)
+    except FunctionCallError as exc:
+        raise _refused(content, exc.reply()) from None
+    return [{"tool": call.tool, "arguments": call.arguments, "tool_call_id": call.tool_call_id}]
+
+
+def _refused(content: str, reply: str) -> FormatError:
+    """mini-swe-agent's FormatError for a refused reply, carrying what SWE-agent's requery shows:
+    the reply's text and SWE-agent's answer (`message_type` assistant and user: history processors
+    count neither)."""
+    return FormatError({"role": "assistant", "content": content or "", "message_type": "assistant",
+                        "extra": {"interrupt_type": "FormatError"}},
+                       {"role": "user", "content": reply, "message_type": "user",
+                        "extra": {"interrupt_type": "FormatError"}})
 
 
 def parse_xml_actions(content: str, tools: list[dict]) -> list[dict]:
-    """The one action of an xml reply (SWE-agent's `xml_function_calling`). A refused reply raises
-    mini-swe-agent's FormatError carrying, as SWE-agent's requery does, the reply itself and
-    SWE-agent's answer (`message_type` assistant and user: history processors count neither)."""
+    """The one action of an xml reply (SWE-agent's `xml_function_calling`, `evaluate/xml_actions.py`)."""
     try:
         action = parse_xml_action(content or "", tools)
     except XmlFormatError as exc:
-        raise FormatError({"role": "assistant", "content": content or "", "message_type": "assistant",
-                           "extra": {"interrupt_type": "FormatError"}},
-                          {"role": "user", "content": format_error(str(exc)), "message_type": "user",
-                           "extra": {"interrupt_type": "FormatError"}}) from None
+        raise _refused(content, format_error(str(exc))) from None
     return [{"tool": action.tool, "arguments": action.arguments, "tool_call_id": None}]
-
-
-def _is_format_error(message: dict) -> bool:
-    return (message.get("extra") or {}).get("interrupt_type") == "FormatError"
-
-
-def requery_view(messages: list[dict]) -> list[dict]:
-    """The history as SWE-agent sends it around refused replies: a refused reply and its error
-    message are shown only in the very next request (`get_model_requery_history` adds them to a
-    temporary copy), and after several refusals in a row only the last pair; mini-swe-agent keeps
-    them all in its history (and its trajectory, the record of what happened)."""
-    end = len(messages)
-    while end and _is_format_error(messages[end - 1]):
-        end -= 1
-    last_pair = range(max(end, len(messages) - 2), len(messages))
-    return [m for i, m in enumerate(messages) if not _is_format_error(m) or i in last_pair]
 
 
 class ProfileModel(LitellmModel):
@@ -162,7 +138,7 @@ class ProfileModel(LitellmModel):
         if self.profile.render == "xml":
             actions = parse_xml_actions(content, self.profile.tool_schemas())
         else:
-            actions = parse_tool_calls(calls, self.profile.tool_schemas(), self.config.format_error_template)
+            actions = parse_tool_calls(content, calls, self.profile.tool_schemas())
         if self.config.shell_actions:
             for action in actions:
                 action["command"] = tool_command(action["tool"], action["arguments"])
