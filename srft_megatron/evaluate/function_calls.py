@@ -16,30 +16,35 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from textwrap import dedent
 from typing import Any
 
 from jinja2 import Template
 
-ERROR_MESSAGE = dedent("""\
-    {%- if error_code == "missing" -%}
-    Your last output did not use any tool calls!
-    Please make sure your output includes exactly _ONE_ function call!
-    You must invoke the function directly using the function call format.
-    You cannot invoke commands with ```, you have to use the function call format.
-    If you think you have already resolved the issue, please submit your changes by running the `submit` command.
-    If you think you cannot solve the problem, please run `exit_forfeit` (if available) or `submit`.
-    Else, please continue with a new tool call!
-    {%- elif error_code == "multiple" -%}
-    Your last output included multiple tool calls!
-    Please make sure your output includes a thought and exactly _ONE_ function call.
-    {%- elif error_code == "unexpected_arg" -%}
-    Your action could not be parsed properly: {{exception_message}}.
-    Make sure your function call doesn't include any extra arguments that are not in the allowed arguments, and only use the allowed commands.
-    {%- else -%}
-    Your action could not be parsed properly: {{exception_message}}.
-    {% endif %}
-    """)
+
+def error_template(missing: str) -> str:
+    """A SWE-agent parse function's `error_message` (Jinja): the `missing` branch is the parser's
+    own text, the others are the same in `function_calling` and `xml_function_calling`."""
+    return ('{%- if error_code == "missing" -%}\n' + missing + '\n'
+            '{%- elif error_code == "multiple" -%}\n'
+            'Your last output included multiple tool calls!\n'
+            'Please make sure your output includes a thought and exactly _ONE_ function call.\n'
+            '{%- elif error_code == "unexpected_arg" -%}\n'
+            'Your action could not be parsed properly: {{exception_message}}.\n'
+            "Make sure your function call doesn't include any extra arguments that are not in the allowed "
+            'arguments, and only use the allowed commands.\n'
+            '{%- else -%}\n'
+            'Your action could not be parsed properly: {{exception_message}}.\n'
+            '{% endif %}\n')
+
+
+ERROR_MESSAGE = error_template("""\
+Your last output did not use any tool calls!
+Please make sure your output includes exactly _ONE_ function call!
+You must invoke the function directly using the function call format.
+You cannot invoke commands with ```, you have to use the function call format.
+If you think you have already resolved the issue, please submit your changes by running the `submit` command.
+If you think you cannot solve the problem, please run `exit_forfeit` (if available) or `submit`.
+Else, please continue with a new tool call!""")
 
 
 class FunctionCallError(ValueError):

@@ -33,33 +33,23 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from textwrap import dedent
 from typing import Any
 
 from jinja2 import Template
+
+from srft_megatron.evaluate.function_calls import error_template
 
 FN_REGEX_PATTERN = r"<function=([^>]+)>\n(.*?)</function>"
 FN_PARAM_REGEX_PATTERN = r"<parameter=([^>]+)>(.*?)</parameter>"
 NAME_ALIASES = {"execute_bash": "bash", "finish": "submit"}  # SWE-Gym's names
 VIEW_RANGE_PATTERN = r"\[\d+,\s*\d+\]"
 
-ERROR_MESSAGE = dedent("""\
-    {%- if error_code == "missing" -%}
-    Your last output did not use any tool calls!
-    Please make sure your output includes exactly _ONE_ function call!
-    If you think you have already resolved the issue, please submit your changes by running the `submit` command.
-    If you think you cannot solve the problem, please run `submit`.
-    Else, please continue with a new tool call!
-    {%- elif error_code == "multiple" -%}
-    Your last output included multiple tool calls!
-    Please make sure your output includes a thought and exactly _ONE_ function call.
-    {%- elif error_code == "unexpected_arg" -%}
-    Your action could not be parsed properly: {{exception_message}}.
-    Make sure your function call doesn't include any extra arguments that are not in the allowed arguments, and only use the allowed commands.
-    {%- else -%}
-    Your action could not be parsed properly: {{exception_message}}.
-    {% endif %}
-    """)
+ERROR_MESSAGE = error_template("""\
+Your last output did not use any tool calls!
+Please make sure your output includes exactly _ONE_ function call!
+If you think you have already resolved the issue, please submit your changes by running the `submit` command.
+If you think you cannot solve the problem, please run `submit`.
+Else, please continue with a new tool call!""")
 
 
 class XmlFormatError(ValueError):
