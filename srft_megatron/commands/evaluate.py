@@ -13,6 +13,9 @@ daemon; predictions are kept, rerun on a machine with Docker), 1 a step failed.
     srft evaluate --model ckpt/srft-7b-hf --rollouts 1 --instances astropy__astropy-12907 --output runs/smoke
     srft evaluate --endpoint http://node17:8000/v1 --served-name srft-7b --output runs/eval-srft-7b
     srft evaluate --model ckpt/srft-7b-hf --profile swe-agent --output runs/eval-srft-7b-swe-agent  # trained scaffold
+    srft evaluate --model ckpt/srft-32b-hf --profile swe-smith --output runs/eval-srft-32b  # the paper's (SWE-smith)
+An endpoint URL with a password (https://user:secret@host/v1) reaches the agent by environment only
+and is recorded as https://***@host/v1.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="mini-swe-agent config: builtin name (swebench.yaml, swebench_xml.yaml) or a path")
     g.add_argument("--profile", default=None,
                    help="agent profile (srft check-scaffold): its templates, tools (bash, str_replace_editor, "
-                        "submit), observations and history processing in mini-swe-agent; e.g. swe-agent")
+                        "submit), observations and history processing in mini-swe-agent; swe-agent (tool calls) "
+                        "or swe-smith (xml calls in the text: the paper's scaffold), or a profile YAML")
     g.add_argument("--model-class", default="litellm",
                    help="mini-swe-agent model class: litellm (tool calls) or litellm_textbased (default litellm)")
     g.add_argument("--environment", default="docker",

@@ -11,6 +11,9 @@ compares, before every step k, two token sequences:
             applied to its messages and tools with `add_generation_prompt` (locally with the same
             tokenizer, or by a real vLLM server's `POST /tokenize` when `endpoint` is given).
 
+In an xml profile (`swe-smith`) the replay model answers with each recorded call written as the xml
+render trains it, and the agent reads it back with SWE-agent's xml parser (`xml_actions.py`).
+
 Any difference is reported at its first token (index, expected and got token text). The bundled
 examples find their repository by themselves: `examples/trajectories/datekit-1__clean.traj`
 replays on `examples/datekit/` (the directory named by the instance id up to its last `-`, next
