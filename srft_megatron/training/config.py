@@ -292,6 +292,17 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Sr
 
 
 # ---- semantic validation (before any process group) ------------------------------------------
+def sequence_multiple(cfg: SrftTrainConfig) -> int:
+    """What every sequence length fed to the model must be a multiple of: 16 for FP8 GEMMs, and
+    TP x CP under sequence parallelism (each CP rank's share is split across TP). `validate`
+    checks `model.seq_length` against it; the trainer trims packed THD micro-batches to it."""
+    p = cfg.parallel
+    multiple = 16 if cfg.model.precision == "fp8" else 1
+    if p.sequence_parallel:
+        multiple = math.lcm(multiple, p.tensor * p.context)
+    return multiple
+
+
 def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
     """Check everything that can fail before training starts; return (shape, ParallelDims).
 
@@ -320,9 +331,7 @@ def validate(cfg: SrftTrainConfig, world_size: int, *, check_data: bool = True):
                                    sequence_parallel=p.sequence_parallel, cp=p.context)
     dims.validate_model(num_layers=shape.num_layers, num_attention_heads=shape.num_attention_heads,
                         num_query_groups=shape.num_query_groups, vocab_size=shape.vocab_size)
-    multiple = 16 if cfg.model.precision == "fp8" else 1  # FP8 GEMMs need dims divisible by 16
-    if p.sequence_parallel:  # each CP rank's share of the sequence is split across TP
-        multiple = math.lcm(multiple, p.tensor * p.context)
+    multiple = sequence_multiple(cfg)
     if cfg.model.seq_length % multiple:
         raise ConfigError(f"model.seq_length={cfg.model.seq_length} must be a multiple of {multiple} "
                           f"(FP8 / sequence parallelism)")

@@ -277,6 +277,24 @@ def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
     return ~(same & causal)[:, None]
 
 
+def trim_padding(mb: dict[str, torch.Tensor], multiple: int = 1) -> dict[str, torch.Tensor]:
+    """A packed micro-batch of size 1 cut after its real tokens, rounded up to `multiple`
+    (`config.sequence_multiple`: FP8 / sequence parallelism), so that on Transformer Engine THD
+    the packer's trailing padding is neither a segment attention computes nor rows the linear
+    layers compute: with `multiple` 1 nothing of it is left, else fewer than `multiple` positions.
+
+    Only without pipelining: pipeline stages exchange activations of the fixed shape
+    (`model.seq_length`). Every per-position tensor (shape [1, seq]) is cut alike; the counts
+    (`num_real_tokens`, ...) are kept."""
+    if mb["tokens"].shape[0] != 1:
+        raise ValueError("trimming packed THD sequences needs micro_batch_size=1")
+    seq = mb["tokens"].shape[1]
+    real = int(mb["num_real_tokens"])
+    keep = min(seq, max(multiple, -(-real // multiple) * multiple))
+    return {k: (v[:, :keep] if isinstance(v, torch.Tensor) and v.dim() == 2 and v.shape[1] == seq else v)
+            for k, v in mb.items()}
+
+
 def packed_seq_params(segment_ids: torch.Tensor):
     """THD `PackedSeqParams` (cu_seqlens per document) for TE attention; micro-batch size 1."""
     from megatron.core.packed_seq_params import PackedSeqParams

@@ -205,7 +205,8 @@ class Trainer:
     def _forward_step(self, weight_sum: torch.Tensor | None, loss_for=None):
         """The schedules' forward step; `loss_for(mb, device)` replaces the training loss
         (`evaluation.eval_loss_for` for validation)."""
-        from srft_megatron.training.data import block_causal_mask, packed_seq_params
+        from srft_megatron.training.config import sequence_multiple
+        from srft_megatron.training.data import block_causal_mask, packed_seq_params, trim_padding
         from srft_megatron.training.loss import loss_func_for
 
         device = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
@@ -222,6 +223,8 @@ class Trainer:
             elif self.use_te:
                 attention_mask = None
                 if self.cfg.data.pack:
+                    if self.dims.pp == 1:  # no padding segment; PP exchanges fixed shapes
+                        mb = trim_padding(mb, sequence_multiple(self.cfg))
                     kwargs["packed_seq_params"] = packed_seq_params(mb["segment_ids"].to(device))
             else:
                 attention_mask = block_causal_mask(mb["segment_ids"].to(device))
@@ -348,7 +351,7 @@ class Trainer:
             "grad_norm": float(grad_norm) if grad_norm is not None else None,
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "tokens": int(tokens),
-            # real tokens / positions computed (padding is computed too): what packing achieved
+            # real tokens / positions of the packed global batch: what packing achieved
             "packing_utilisation": tokens / (self.cfg.train.global_batch_size * self.cfg.model.seq_length),
             "weighted_tokens": weight_sum,
             "weighted_fraction": weight_sum / tokens if tokens and math.isfinite(weight_sum) else 0.0,

@@ -66,3 +66,26 @@ def test_step_batches_partition_the_global_batch(two_datasets):
     for step in (0, 3):
         assert sum((s.sample_indices(step) for s in shards), []) == whole.sample_indices(step)
     assert whole.sample_indices(1) == list(range(8, 16))  # data position = step x global batch
+
+
+def test_trim_padding_cuts_every_position_tensor_after_the_real_tokens():
+    """TE THD without pipelining: the packer's trailing padding is cut (to the FP8 / SP multiple)."""
+    import torch
+
+    from srft_megatron.training.data import assemble_sample, collate, trim_padding
+
+    from .helpers import context_docs
+
+    store = context_docs(512)  # 33 + 17 + 65 + 9 tokens: 120 input positions, 8 of padding at 128
+    mb = collate([assemble_sample(store, [0, 1, 2, 3], 128)])
+    assert int(mb["num_real_tokens"]) == 120 and int(mb["segment_ids"][0, -1]) == 4  # padding segment
+    for multiple, keep in ((1, 120), (16, 128), (8, 120), (7, 126)):
+        cut = trim_padding(mb, multiple)
+        for key in ("tokens", "labels", "loss_weights", "position_ids", "segment_ids"):
+            assert cut[key].shape == (1, keep), (key, multiple)
+            assert torch.equal(cut[key], mb[key][:, :keep])
+        assert int(cut["num_real_tokens"]) == 120 and int(cut["attn_pairs"]) == int(mb["attn_pairs"])
+    # multiple 1: nothing of the padding is left, so THD gets no padding segment at all
+    assert int(trim_padding(mb, 1)["segment_ids"].max()) == 3
+    with pytest.raises(ValueError, match="micro_batch_size=1"):
+        trim_padding(collate([assemble_sample(store, [0], 64)] * 2))

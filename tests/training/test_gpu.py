@@ -102,6 +102,27 @@ def test_thd_packed_per_token_nll_equals_one_by_one(te_world):
         assert_nll_close(leaky, alone, atol=BF16_NLL_ATOL)
 
 
+def test_thd_trimmed_padding_keeps_every_real_token_nll(te_world):
+    """What the trainer feeds TE without pipelining (`data.trim_padding`): the packed sequence cut
+    after its real tokens (no padding segment) gives each real token the NLL it has alone."""
+    from srft_megatron.model.configs import get_shape
+    from srft_megatron.model.provider import build_gpt_model
+    from srft_megatron.training.data import packed_seq_params, trim_padding
+
+    shape = get_shape("tiny")
+    model = build_gpt_model(shape, precision="bf16", use_te=True, init_method_std=CONTEXT_INIT_STD)
+
+    def run(batch):
+        b = _cuda(trim_padding(batch, 1))
+        assert int(b["segment_ids"].max()) + 1 == len(packed_seq_params(b["segment_ids"]).cu_seqlens_q) - 1
+        return model(b["tokens"], b["position_ids"], None, labels=b["labels"],
+                     packed_seq_params=packed_seq_params(b["segment_ids"]))
+
+    packed, alone = packed_and_alone_nll(run, context_docs(shape.vocab_size))
+    assert torch.isfinite(packed).all()
+    assert_nll_close(packed, alone, atol=BF16_NLL_ATOL)
+
+
 @pytest.mark.parametrize("recipe", ["delayed", "tensorwise"])
 def test_fp8_training_lowers_loss(tmp_path, recipe):
     """configs/tiny.yaml as it is (packed, micro-batch 1) with FP8 on TE."""
