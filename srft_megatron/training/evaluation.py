@@ -34,7 +34,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from srft_megatron.training.label_nll import EVAL_SIZE, eval_metrics, eval_sums
 
@@ -105,24 +104,6 @@ def eval_loss_for(mb: dict[str, torch.Tensor], device) -> Callable:
                    loss_weights=mb["loss_weights"].to(device), resolved=mb["resolved"].to(device))
 
 
-def reduce_last_stage(reports, key: str, size: int) -> torch.Tensor:
-    """Sum `report[key]` over this rank's micro-batches on the last pipeline stage, all-reduce over
-    data parallel (with context parallel: its ranks hold parts of the same sequences) and
-    broadcast from the last stage: every rank gets the global sums, as `Trainer._loss_stats`."""
-    from megatron.core import parallel_state as ps
-
-    dev = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
-    stats = torch.zeros(size, dtype=torch.float64, device=dev)
-    if ps.is_pipeline_last_stage(ignore_virtual=True):
-        for r in reports:
-            stats += r[key].to(dev)
-    dist.all_reduce(stats, group=ps.get_data_parallel_group(with_context_parallel=True))
-    if ps.get_pipeline_model_parallel_world_size() > 1:
-        dist.broadcast(stats, src=ps.get_pipeline_model_parallel_last_rank(),
-                       group=ps.get_pipeline_model_parallel_group())
-    return stats
-
-
 class Evaluator:
     """This data-parallel rank's validation micro-batches, built once; `run` evaluates a model."""
 
@@ -144,6 +125,8 @@ class Evaluator:
         back in training mode)."""
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
+        from srft_megatron.training.loss import reduce_reports
+
         start = time.perf_counter()
         for chunk in model_chunks:
             chunk.eval()
@@ -157,6 +140,6 @@ class Evaluator:
         finally:
             for chunk in model_chunks:
                 chunk.train()
-        metrics = eval_metrics(reduce_last_stage(reports, "eval_sums", EVAL_SIZE))
+        metrics = eval_metrics(reduce_reports(reports, "eval_sums", EVAL_SIZE))
         metrics["val/time_s"] = time.perf_counter() - start
         return metrics

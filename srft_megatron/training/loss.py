@@ -61,6 +61,25 @@ def loss_func_for(loss_weights: torch.Tensor, weight_sum: torch.Tensor):
     return partial(weighted_nll, loss_weights=loss_weights, weight_sum=weight_sum)
 
 
+def reduce_reports(reports, key: str, size: int) -> torch.Tensor:
+    """Sum `report[key]` (float64 [size]) over this rank's micro-batches on the last pipeline
+    stage, all-reduce over data x context parallel (each CP rank reports its share of the
+    sequences) and broadcast from the last stage: every rank gets the global sums. The step's
+    `weighted_nll` and validation's sums (`evaluation.py`) are reduced by this one rule."""
+    from megatron.core import parallel_state as ps
+
+    dev = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
+    stats = torch.zeros(size, dtype=torch.float64, device=dev)
+    if ps.is_pipeline_last_stage(ignore_virtual=True):
+        for r in reports:
+            stats += r[key].to(dev)
+    dist.all_reduce(stats, group=ps.get_data_parallel_group(with_context_parallel=True))
+    if ps.get_pipeline_model_parallel_world_size() > 1:
+        dist.broadcast(stats, src=ps.get_pipeline_model_parallel_last_rank(),
+                       group=ps.get_pipeline_model_parallel_group())
+    return stats
+
+
 def finalize_model_grads_without_token_scaling(model, num_tokens=None, **kwargs):
     """megatron's `finalize_model_grads` (DP reduce, tied-embedding sync) minus its division by
     the integer token count: our loss is already divided by the global weight sum."""

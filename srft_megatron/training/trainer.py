@@ -255,20 +255,10 @@ class Trainer:
         return stats
 
     def _loss_stats(self, reports) -> tuple[float, float]:
-        """(sum w*nll, sum w) of the step from the last pipeline stage, on every rank: each CP rank
-        reports its share of the sequences, so the sums run over data x context parallel ranks."""
-        from megatron.core import parallel_state as ps
+        """(sum w*nll, sum w) of the step, on every rank (`loss.reduce_reports`)."""
+        from srft_megatron.training.loss import reduce_reports
 
-        dev = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
-        stats = torch.zeros(2, dtype=torch.float64, device=dev)
-        if ps.is_pipeline_last_stage(ignore_virtual=True):
-            for r in reports:
-                stats += r["weighted_nll"].to(dev)
-        dist.all_reduce(stats, group=ps.get_data_parallel_group(with_context_parallel=True))
-        if ps.get_pipeline_model_parallel_world_size() > 1:
-            dist.broadcast(stats, src=ps.get_pipeline_model_parallel_last_rank(),
-                           group=ps.get_pipeline_model_parallel_group())
-        wnll, wsum = (float(x) for x in stats.tolist())
+        wnll, wsum = (float(x) for x in reduce_reports(reports, "weighted_nll", 2).tolist())
         return wnll, wsum
 
     def _grads_finite(self) -> bool:
