@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from srft_megatron.parallel.dims import world_from_env
-    from srft_megatron.training.config import load_config, validate
+    from srft_megatron.training.config import load_config
+    from srft_megatron.training.preflight import validate
 
     cfg = load_config(args.config, args.overrides)
     rank, world = world_from_env()

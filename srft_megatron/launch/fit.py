@@ -15,7 +15,7 @@ machine), or a train stage that asks for no GPUs (`gpus_per_node` unset on the s
 executor: CPU pipelines such as `tiny-cpu`), or a train stage with its own entry script
 (`SRFT_ENTRY`, whose arguments need not be srft train's). `--no-fit-check` skips it on purpose (e.g. a
 model the planner does not describe). Everything else about the config is checked by
-`srft train` itself when the job starts (`training.config.validate`).
+`srft train` itself when the job starts (`training.preflight.validate`).
 
     srft launch qwen2.5-32b-128k --run-dir /lustre/runs/q128k --dry-run --gpu-memory-gb 141
 """

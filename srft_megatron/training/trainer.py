@@ -43,7 +43,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from srft_megatron.training.config import SrftTrainConfig, validate
+from srft_megatron.training.config import SrftTrainConfig
+from srft_megatron.training.preflight import validate
 
 
 class Trainer:
@@ -205,7 +206,7 @@ class Trainer:
     def _forward_step(self, weight_sum: torch.Tensor | None, loss_for=None):
         """The schedules' forward step; `loss_for(mb, device)` replaces the training loss
         (`evaluation.eval_loss_for` for validation)."""
-        from srft_megatron.training.config import sequence_multiple
+        from srft_megatron.training.preflight import sequence_multiple
         from srft_megatron.training.data import block_causal_mask, packed_seq_params, trim_padding
         from srft_megatron.training.loss import loss_func_for
 

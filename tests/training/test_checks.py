@@ -30,7 +30,8 @@ from srft_megatron import cli
 from srft_megatron.dataset import DatasetWriter, check_dataset, dataset_files
 from srft_megatron.errors import DatasetError
 from srft_megatron.parallel.dims import destroy
-from srft_megatron.training.config import load_config, validate
+from srft_megatron.training.config import load_config
+from srft_megatron.training.preflight import validate
 from srft_megatron.training.trainer import Trainer
 
 from .helpers import ROOT, TINY_CONFIG, make_dataset, read_metrics

@@ -8,7 +8,8 @@ import torch.distributed as dist
 from srft_megatron import cli
 from srft_megatron.errors import ConfigError
 from srft_megatron.model.configs import QWEN2_SHAPES, Qwen2Shape, get_shape
-from srft_megatron.training.config import load_config, validate
+from srft_megatron.training.config import load_config
+from srft_megatron.training.preflight import validate
 
 from .helpers import TINY_CONFIG, make_dataset
 

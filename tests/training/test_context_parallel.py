@@ -138,7 +138,8 @@ def _real_positions(padded) -> torch.Tensor:
 def test_context_parallel_config_is_checked_up_front():
     from srft_megatron.errors import ConfigError
     from srft_megatron.parallel.dims import ParallelDims
-    from srft_megatron.training.config import load_config, validate
+    from srft_megatron.training.config import load_config
+    from srft_megatron.training.preflight import validate
 
     from .helpers import TINY_CONFIG
 

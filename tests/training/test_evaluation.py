@@ -11,7 +11,8 @@ import torch
 from srft_megatron.dataset import LABEL_CODES
 from srft_megatron.errors import ConfigError
 from srft_megatron.parallel.dims import destroy
-from srft_megatron.training.config import load_config, validate
+from srft_megatron.training.config import load_config
+from srft_megatron.training.preflight import validate
 from srft_megatron.training.data import (assemble_sample, block_causal_mask, build_train_dataset, collate,
                                          held_out_documents)
 from srft_megatron.training.evaluation import validation_samples, validation_sources

@@ -22,7 +22,8 @@ from srft_megatron.errors import ConfigError
 from srft_megatron.model.configs import get_shape
 from srft_megatron.model.provider import build_gpt_model, kernel_flags, transformer_config
 from srft_megatron.parallel.dims import ParallelDims, destroy, initialize
-from srft_megatron.training.config import load_config, validate
+from srft_megatron.training.config import load_config
+from srft_megatron.training.preflight import validate
 from srft_megatron.training.data import block_causal_mask
 from srft_megatron.training.metrics import step_flops
 

@@ -140,7 +140,8 @@ def test_static_memory_equals_megatron_allocation(tmp_path):
 def test_long_context_configs_fit_their_nodes(length, nodes):
     """The shipped 64k/128k configs: YaRN shape, a layout `srft plan` says fits 80 GB GPUs, and
     the config check refuses CP on this TE-less machine with a clear error."""
-    from srft_megatron.training.config import load_config, validate
+    from srft_megatron.training.config import load_config
+    from srft_megatron.training.preflight import validate
 
     cfg = load_config(TINY_CONFIG.parent / f"qwen2.5-coder-32b-srft-{length}.yaml")
     shape = get_shape(cfg.model.name)
