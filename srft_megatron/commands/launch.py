@@ -5,8 +5,10 @@
     srft launch launch/pipelines/tiny-cpu.yaml --run-dir runs/tiny --dry-run   # print the sbatch scripts
     srft launch tiny-cpu --run-dir runs/tiny --executor local                   # a shipped spec, by name
 
+Shipped specs are package data (`srft_megatron/pipelines/`, linked from `launch/pipelines/`).
 nemo-run lives in its own venv (.venv-launch, made by scripts/nemorun_venv.sh on first use), so
-this command runs `launch/pipeline.py` there. To submit one stage by hand instead, use the sbatch
+this command runs the driver `python -m srft_megatron.launch.driver` there, with the checkout on
+its PYTHONPATH. To submit one stage by hand instead, use the sbatch
 scripts in slurm/ (README: "Running on a SLURM cluster").
 
 Before anything is submitted (and before the nemo-run venv is made) the train stage's layout
@@ -40,7 +42,7 @@ def fit_check(args: argparse.Namespace, repo) -> str:
     from srft_megatron.launch.rundir import RunDir
 
     only = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-    spec = load_pipeline(resolve_pipeline(args.pipeline, repo), RunDir.at(args.run_dir), repo, only=only,
+    spec = load_pipeline(resolve_pipeline(args.pipeline), RunDir.at(args.run_dir), repo, only=only,
                          executor_kind=args.executor)
     return check_training_fits(spec, args.gpu_memory_gb)
 
@@ -55,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     if not args.no_fit_check:
         print(f"[srft launch] {fit_check(args, repo)}", file=sys.stderr, flush=True)
     python = ensure_launch_venv()
-    argv = [python, str(repo / "launch" / "pipeline.py"), args.pipeline, "--run-dir", args.run_dir]
+    argv = [python, "-m", "srft_megatron.launch.driver", args.pipeline, "--run-dir", args.run_dir]
     if args.stages:
         argv += ["--stages", args.stages]
     if args.executor:

@@ -4,7 +4,7 @@ Why nemo-run: it writes and submits the sbatch scripts (srun + torchrun with c10
 the head node, pyxis flags when a container image is given), tracks the jobs and runs the same
 recipe on one machine with `LocalExecutor`. It lives in `.venv-launch` (it would downgrade pinned
 packages of the main venv), so only this module imports it and `srft launch` calls
-`launch/pipeline.py` in that venv. The jobs themselves run the main venv's `srft`.
+the driver (`python -m srft_megatron.launch.driver`) in that venv. The jobs themselves run the main venv's `srft`.
 
 Facts this relies on (../shared/notes/slurm-local-cluster.md, nemo-run 0.11.1):
 - no packaging: `run.Packager()` copies nothing; commands use absolute paths and the installed

@@ -1,8 +1,9 @@
 """A pipeline spec: which stages run, with what arguments and resources, on which executor.
 
 Why a small YAML file instead of flags: a 32B run has a dozen knobs per stage (nodes, GPUs,
-time limit, container, arguments). Written once in `launch/pipelines/*.yaml` and kept in the run
-directory, the spec says exactly what was launched. Stage arguments may use placeholders
+time limit, container, arguments). Written once in a YAML file (the shipped ones are package data,
+`srft_megatron/pipelines/*.yaml`, linked from `launch/pipelines/`) and kept in the run directory,
+the spec says exactly what was launched. Stage arguments may use placeholders
 `{run}`, `{repo}` and `{logs}`, `{data}`, `{labels}`, `{datasets}`, `{train}`, `{hf}`, `{eval}`,
 `{configs}` (the run-dir layout, `rundir.py`), so one spec serves many runs.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -185,9 +187,9 @@ def load_pipeline(path: str | Path, run: RunDir, repo: Path, **kwargs) -> Pipeli
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `srft launch` and of the nemo-run driver (launch/pipeline.py): one list."""
-    parser.add_argument("pipeline", help="pipeline spec: a YAML file, or the name of one in launch/pipelines/ "
-                                         "(e.g. tiny-cpu, qwen2.5-32b)")
+    """The options of `srft launch` and of the nemo-run driver (launch/driver.py): one list."""
+    parser.add_argument("pipeline", help="pipeline spec: a YAML file, or the name of a shipped one "
+                                         "(srft_megatron/pipelines/: tiny-cpu, qwen2.5-32b, ...)")
     parser.add_argument("--run-dir", required=True, help="run directory (created; layout in README)")
     parser.add_argument("--stages", default=None,
                         help=f"comma-separated subset of the spec's stages (order: {','.join(STAGE_ORDER)})")
@@ -205,13 +207,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "memory model, launch/fit.py)")
 
 
-def resolve_pipeline(name_or_path: str, repo: Path) -> Path:
-    """A spec file as given, else `REPO/launch/pipelines/NAME.yaml` (the shipped specs)."""
+def shipped_pipelines() -> list[str]:
+    """Names of the pipeline specs shipped with the package (`srft_megatron/pipelines/NAME.yaml`)."""
+    return sorted(p.name[:-len(".yaml")] for p in resources.files("srft_megatron.pipelines").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def resolve_pipeline(name_or_path: str) -> Path:
+    """A spec file as given, else a shipped spec by name (`srft launch tiny-cpu`): package data,
+    so an installed wheel finds it as a checkout does (./launch/pipelines links to it)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = repo / "launch" / "pipelines" / f"{name_or_path}.yaml"
-    if path.suffix not in (".yaml", ".yml") and shipped.is_file():
-        return shipped
-    known = sorted(p.stem for p in (repo / "launch" / "pipelines").glob("*.yaml"))
-    raise ConfigError(f"pipeline {name_or_path!r} is neither a file nor a shipped spec (known: {', '.join(known)})")
+    # by name: a bare name in the shipped list (names hold dots, "qwen2.5-32b": no suffix test)
+    if path.name == str(name_or_path) and path.name in shipped_pipelines():
+        return Path(str(resources.files("srft_megatron.pipelines").joinpath(f"{path.name}.yaml")))
+    raise ConfigError(f"pipeline {name_or_path!r} is neither a file nor a shipped spec "
+                      f"(known: {', '.join(shipped_pipelines())})")

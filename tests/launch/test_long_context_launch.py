@@ -22,7 +22,7 @@ LONG = {"64k": (65536, 4), "128k": (131072, 8)}
 
 
 def _spec(name: str, tmp_path, **kwargs):
-    return load_pipeline(resolve_pipeline(name, ROOT), RunDir.at(tmp_path / "run"), ROOT, **kwargs)
+    return load_pipeline(resolve_pipeline(name), RunDir.at(tmp_path / "run"), ROOT, **kwargs)
 
 
 @pytest.mark.parametrize("length", sorted(LONG))

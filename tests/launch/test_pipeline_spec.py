@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -67,7 +68,7 @@ def test_stage_selection_must_exist_in_the_spec(tmp_path):
 
 
 def test_shipped_pipeline_specs_are_valid(tmp_path):
-    specs = sorted((ROOT / "launch" / "pipelines").glob("*.yaml"))
+    specs = sorted((ROOT / "srft_megatron" / "pipelines").glob("*.yaml"))
     assert specs
     for path in specs:
         spec = load_pipeline(path, RunDir.at(tmp_path / path.stem), ROOT)
@@ -129,12 +130,20 @@ def test_report_names_the_failed_stage_and_why(tmp_path):
     assert "pipeline: all stages succeeded" in format_report(results[:1])
 
 
-def test_a_shipped_spec_is_named_by_its_name(tmp_path):
-    from srft_megatron.launch.pipeline import resolve_pipeline
+def test_a_shipped_spec_is_named_by_its_name(tmp_path, monkeypatch):
+    from srft_megatron.launch.pipeline import resolve_pipeline, shipped_pipelines
 
-    assert resolve_pipeline("tiny-cpu", ROOT) == ROOT / "launch" / "pipelines" / "tiny-cpu.yaml"
+    # package data, found by name from any directory; launch/pipelines/ is the same files
+    monkeypatch.chdir(tmp_path)
+    assert {"tiny-cpu", "qwen2.5-32b", "qwen2.5-32b-128k"} <= set(shipped_pipelines())
+    shipped = resolve_pipeline("tiny-cpu")
+    assert shipped == ROOT / "srft_megatron" / "pipelines" / "tiny-cpu.yaml"
+    assert (ROOT / "launch" / "pipelines" / "tiny-cpu.yaml").resolve() == shipped.resolve()
     own = tmp_path / "tiny-cpu"                      # a file of that name wins over the shipped spec
     own.write_text("stages: {}\n")
-    assert resolve_pipeline(str(own), ROOT) == own
+    assert resolve_pipeline("tiny-cpu") == Path("tiny-cpu")
+    assert resolve_pipeline(str(own)) == own
     with pytest.raises(ConfigError, match=r"neither a file nor a shipped spec \(known: .*tiny-cpu"):
-        resolve_pipeline("no-such-pipeline", ROOT)
+        resolve_pipeline("no-such-pipeline")
+    with pytest.raises(ConfigError, match="neither a file"):
+        resolve_pipeline("pipelines/tiny-cpu")       # a path that is not a file is not a name

@@ -1,0 +1,1 @@
+"""Pipeline specs shipped with the package: `srft launch NAME` (./launch/pipelines links here)."""
