@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "view": ("srft_megatron.commands.view", "render labelled trajectories as a static HTML page"),
     "plan": ("srft_megatron.commands.plan", "parameters, per-GPU memory and tokens/s of every parallel layout"),
     "launch": ("srft_megatron.commands.launch", "submit pipeline stages to SLURM (sbatch or nemo-run)"),
+    "matrix": ("srft_megatron.commands.matrix", "the paper's experiment matrix: a pipeline per row, launched and compared"),
     "demo": ("srft_megatron.commands.demo", "run the whole pipeline on the bundled example"),
 }
 

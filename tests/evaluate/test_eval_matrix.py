@@ -12,12 +12,11 @@ import sys
 
 import yaml
 
+from srft_megatron import cli
+from srft_megatron.launch import matrix as em
 from srft_megatron.launch.pipeline import build_pipeline
 from srft_megatron.launch.rundir import RunDir
 from tests.evaluate.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "launch"))
-import experiment_matrix as em  # noqa: E402
 
 PAPER = ROOT / "configs" / "experiments" / "paper.yaml"
 PAPER_ROWS = {"base": None, "naive": "naive", "rft": "rft", "unresolved-only": "unresolved-only",
@@ -64,15 +63,15 @@ def test_specs_action_writes_specs_and_train_configs(tmp_path):
     cfg.write_text(yaml.safe_dump(raw))
     raw["seeds"] = [7]  # one seed: run dirs keep the row names
     cfg.write_text(yaml.safe_dump(raw))
-    assert em.main([str(cfg), "specs", "--rows", "srft,base"]) == 0
+    assert cli.main(["matrix", "specs", str(cfg), "--rows", "srft,base"]) == 0
     assert sorted(p.name for p in (tmp_path / "runs" / "specs").iterdir()) == ["base.yaml", "srft.yaml"]
     assert (tmp_path / "runs" / "srft" / "configs" / "train.yaml").read_text() == (ROOT / "configs" / "tiny.yaml").read_text()
     assert not (tmp_path / "runs" / "base" / "configs" / "train.yaml").exists()
     assert "train.seed=7" in (tmp_path / "runs" / "specs" / "srft.yaml").read_text()
-    assert em.main([str(cfg), "specs", "--rows", "nope"]) == 2
+    assert cli.main(["matrix", "specs", str(cfg), "--rows", "nope"]) == 2
     raw["rows"]["bad"] = {"policy": "everything"}
     cfg.write_text(yaml.safe_dump(raw))
-    assert em.main([str(cfg), "specs"]) == 2
+    assert cli.main(["matrix", "specs", str(cfg)]) == 2
 
 
 def test_report_action_compares_rows_with_report_eval(harness_reports, tmp_path):
@@ -90,7 +89,7 @@ def test_report_action_compares_rows_with_report_eval(harness_reports, tmp_path)
     cmd = em.report_command(raw, em.build_rows(raw, tmp_path, ["srft", "rft"]), tmp_path / "out")
     assert cmd[cmd.index("--compare") + 1:cmd.index("--compare") + 3] == ["srft", "rft"]
     assert f"srft={tmp_path}/runs/srft-s{seeds[0]}/eval,{tmp_path}/runs/srft-s{seeds[1]}/eval" in cmd
-    proc = subprocess.run([sys.executable, str(ROOT / "launch" / "experiment_matrix.py"), str(cfg), "report",
+    proc = subprocess.run([sys.executable, "-m", "srft_megatron.cli", "matrix", "report", str(cfg),
                            "--rows", "srft,rft", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -5,11 +5,7 @@ Each row (base, naive, RFT, unresolved-only, unresolved-masked, SRFT, all-masked
 made from the matrix config's shared pipeline with the row's policy filled in; the base row
 only evaluates the base model. On SLURM the rows are submitted detached, so they run in
 parallel, each an afterok chain; `report` then compares them with `srft report-eval`.
-
-    .venv/bin/python launch/experiment_matrix.py configs/experiments/paper.yaml launch
-    .venv/bin/python launch/experiment_matrix.py configs/experiments/paper.yaml launch --rows srft,rft --dry-run
-    .venv/bin/python launch/experiment_matrix.py configs/experiments/paper.yaml specs      # write specs only
-    .venv/bin/python launch/experiment_matrix.py configs/experiments/paper.yaml report     # table, CIs, plot
+The command is `srft matrix` (`srft_megatron/commands/matrix.py`); this module is its logic.
 
 Row values substituted here: {row} {policy} {seed} {trajectories} {labels} {base_model}
 {base_checkpoint} {train_config};
@@ -18,10 +14,9 @@ the run-dir placeholders ({datasets}, {train}, {hf}, {eval}, ...) are left to `s
 
 from __future__ import annotations
 
-import argparse
 import copy
-import shutil
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -29,13 +24,14 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from srft_megatron import settings
+from srft_megatron.errors import ConfigError
+from srft_megatron.launch.pipeline import build_pipeline
+from srft_megatron.launch.rundir import RunDir
+from srft_megatron.policy import PRESETS
 
-from srft_megatron.errors import ConfigError  # noqa: E402
-from srft_megatron.policy import PRESETS  # noqa: E402
-
+# each row's `srft launch` and the report's `srft report-eval` run with this interpreter's srft
+SRFT = [sys.executable, "-m", "srft_megatron.cli"]
 _TOP_KEYS = {"name", "runs_root", "trajectories", "labels", "base_model", "base_checkpoint", "train_config",
              "seeds", "rows", "compare", "pipeline"}
 ROW_KEYS = ("row", "policy", "seed", "trajectories", "labels", "base_model", "base_checkpoint", "train_config")
@@ -139,16 +135,16 @@ def write_specs(matrix: dict, rows: list[Row], base_dir: Path) -> None:
 
 
 def validate(rows: list[Row]) -> None:
-    """Check every spec with the launch pipeline's own parser (keys, stages, placeholders)."""
-    from srft_megatron.launch.pipeline import build_pipeline
-    from srft_megatron.launch.rundir import RunDir
-
+    """Check every spec with the launch pipeline's own parser (keys, stages, placeholders).
+    `{repo}` is filled with the checkout (where `srft launch` runs), else the working directory:
+    only the check needs a value, the launch fills its own."""
+    repo = settings.checkout_root() or Path.cwd()
     for row in rows:
-        build_pipeline(row.spec, RunDir.at(row.run_dir), REPO, source=str(row.spec_path))
+        build_pipeline(row.spec, RunDir.at(row.run_dir), repo, source=str(row.spec_path))
 
 
 def launch(rows: list[Row], *, dry_run: bool, executor: str | None) -> int:
-    srft = [str(REPO / ".venv" / "bin" / "srft"), "launch"]
+    srft = [*SRFT, "launch"]
     failed = []
     for row in rows:
         cmd = srft + [str(row.spec_path), "--run-dir", str(row.run_dir)]
@@ -170,7 +166,7 @@ def launch(rows: list[Row], *, dry_run: bool, executor: str | None) -> int:
 def report_command(matrix: dict, rows: list[Row], out: Path) -> list[str]:
     """`srft report-eval` with one model per matrix row; a row's seeds are pooled (their
     rollouts together), so the bootstrap's rollout resampling also spans training seeds."""
-    cmd = [str(REPO / ".venv" / "bin" / "srft"), "report-eval"]
+    cmd = [*SRFT, "report-eval"]
     groups: dict[str, list[str]] = {}
     for row in rows:
         groups.setdefault(row.group, []).append(str(row.run_dir / "eval"))
@@ -181,39 +177,3 @@ def report_command(matrix: dict, rows: list[Row], out: Path) -> list[str]:
         if a in names and b in names:
             cmd += ["--compare", a, b]
     return cmd + ["--out", str(out)]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("matrix", help="matrix config (configs/experiments/*.yaml)")
-    parser.add_argument("action", choices=["specs", "launch", "report"],
-                        help="specs: write one pipeline spec per row; launch: specs + `srft launch` per row; "
-                             "report: `srft report-eval` over the rows' evaluations")
-    parser.add_argument("--rows", default=None, help="comma-separated subset of rows (default: all)")
-    parser.add_argument("--dry-run", action="store_true", help="launch: print the sbatch scripts, submit nothing")
-    parser.add_argument("--executor", choices=["slurm", "local"], default=None, help="override executor.kind")
-    parser.add_argument("--base-dir", default=".", help="directory that relative paths in the config start from")
-    parser.add_argument("--out", default=None, help="report: output directory (default RUNS_ROOT/report)")
-    args = parser.parse_args(argv)
-    try:
-        matrix = load_matrix(args.matrix)
-        base = Path(args.base_dir)
-        only = [r.strip() for r in args.rows.split(",")] if args.rows else None
-        rows = build_rows(matrix, base, only)
-        if args.action == "report":
-            out = Path(args.out) if args.out else (base / matrix["runs_root"] / "report")
-            return subprocess.run(report_command(matrix, rows, out)).returncode
-        write_specs(matrix, rows, base)
-        validate(rows)
-        for row in rows:
-            print(f"{row.name}: {row.spec_path} -> run dir {row.run_dir}")
-        if args.action == "specs":
-            return 0
-        return launch(rows, dry_run=args.dry_run, executor=args.executor)
-    except ConfigError as exc:
-        print(f"experiment_matrix: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
