@@ -1,5 +1,6 @@
 """The package holds everything its stages run: built as a wheel and installed (not editable), it
-runs `srft ingest`, `srft preprocess` and `srft train --config tiny` from an empty directory."""
+runs `srft ingest`, `srft preprocess` and `srft train --config tiny` from an empty directory, and
+finds the shipped pipeline specs by name."""
 
 from __future__ import annotations
 
@@ -52,3 +53,13 @@ def test_installed_wheel_runs_the_data_path_and_training_from_an_empty_directory
     assert [m["step"] for m in metrics] == [1] and metrics[0]["weighted_tokens"] > 0
     assert (work / "run" / "checkpoints" / "latest").is_file()
     run(*srft, "launch", "--help", cwd=work)
+    # pipeline specs are package data: a shipped spec by name, loaded and checked from the wheel
+    # (launching itself runs a checkout on the shared filesystem: `srft launch` refuses without one)
+    check = ("from pathlib import Path; from srft_megatron.launch.pipeline import load_pipeline, resolve_pipeline; "
+             "from srft_megatron.launch.rundir import RunDir; p = resolve_pipeline('tiny-cpu'); "
+             "s = load_pipeline(p, RunDir.at('r'), Path('repo')); print(p); print(','.join(x.name for x in s.stages))")
+    spec_path, stages = run(py, "-c", check, cwd=work).stdout.split()
+    assert Path(spec_path).is_relative_to(target) and stages == "ingest,preprocess,train,convert", (spec_path, stages)
+    refused = subprocess.run([*map(str, srft), "launch", "tiny-cpu", "--run-dir", "r", "--dry-run"], cwd=work,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "source checkout" in refused.stderr, refused.stderr
