@@ -16,6 +16,7 @@ Profile fields (SWE-agent's names and semantics, its templates are Jinja2):
   templates    system_template, instance_template, next_step_template, next_step_no_output_template,
                next_step_truncated_observation_template
   max_observation_length, history_processors (`last_n_observations` with `n`, `polling`), limits
+               (step_limit = `per_instance_call_limit`, cost_limit, max_requeries, ...)
 A SWE-agent run config (e.g. SWE-smith's `agent/swesmith_infer.yaml`) becomes a profile with
 `profile_from_swe_agent_config`; shipped: `swe-agent` (SWE-agent 1.x function calling, the
 examples' and `--tools swe-agent`'s scaffold) and `swe-smith` (converted from that YAML).
@@ -51,6 +52,7 @@ SWE_AGENT_DEFAULT_TEMPLATES = {
         "or use head/tail/grep/redirect the output to a file. Do not use interactive pagers.</NOTE>"),
 }
 SWE_AGENT_DEFAULT_MAX_OBSERVATION = 100_000
+SWE_AGENT_MAX_REQUERIES = 3  # SWE-agent's `agent.max_requeries` default
 # SWE-agent parse functions -> our render modes; the text formats (thought_action) are not supported.
 PARSE_FUNCTION_RENDER = {"function_calling": "tools", "xml_function_calling": "xml"}
 # Tool bundles of SWE-agent that together give exactly the `swe-agent` tool profile's functions.
@@ -121,6 +123,11 @@ class AgentProfile:
                              max_observation_length=self.max_observation_length,
                              elided_chars=len(output) - self.max_observation_length)
         return self.fill("next_step_template", observation=output)
+
+    def max_requeries(self) -> int:
+        """SWE-agent's `agent.max_requeries` (limits): the refused replies in a row that end the run
+        with `exit_format` (and an autosubmission); mini-swe-agent's `max_consecutive_format_errors`."""
+        return int(self.limits.get("max_requeries") or SWE_AGENT_MAX_REQUERIES)
 
     def process_history(self, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The messages sent to the model: `history` through the profile's history processors."""
@@ -238,7 +245,8 @@ def profile_from_swe_agent_config(path: str, name: str | None = None) -> AgentPr
         processors.append({k: v for k, v in proc.items()})
     model = agent.get("model") or {}
     limits = {"step_limit": model.get("per_instance_call_limit"), "cost_limit": model.get("per_instance_cost_limit"),
-              "execution_timeout": tools_cfg.get("execution_timeout"), "temperature": model.get("temperature")}
+              "execution_timeout": tools_cfg.get("execution_timeout"), "temperature": model.get("temperature"),
+              "max_requeries": agent.get("max_requeries", SWE_AGENT_MAX_REQUERIES)}
     profile = AgentProfile(
         name=name or Path(path).stem, render=PARSE_FUNCTION_RENDER[parse],
         tools=documented_tools(templates["system_template"]), templates=templates,

@@ -34,6 +34,7 @@ from srft_megatron.io import atomic_open
 
 PREDS = "preds.json"  # mini-swe-agent's predictions file in its output directory
 PROFILE_MODEL = "srft_megatron.evaluate.mini_profile.ProfileModel"
+PROFILE_RUNNER = "srft_megatron.evaluate.mini_batch"
 
 
 class AgentError(RuntimeError):
@@ -97,7 +98,9 @@ def profile_overlay(overlay: dict, spec: str, profile_path: Path) -> dict:
     Its batch runner builds its own agent class, so the profile plugs in through the model
     (`mini_profile.ProfileModel`: the profile's tools, history processors and observation
     templates; its tool calls become shell commands that the stock environments run) and the
-    agent's config (the profile's system/instance templates, its step limit). The templates name
+    agent's config (the profile's system/instance templates, its step limit, SWE-agent's
+    `max_requeries` as the format errors in a row that end the run; `agent_command` runs the batch
+    runner through `mini_batch`, whose agent autosubmits on these exits as SWE-agent). The templates name
     the task `problem_statement` (SWE-agent's name) where mini-swe-agent says `task`: a Jinja `set`
     at the start binds one to the other and prints nothing. The profile is written next to the
     overlay, so the agent's venv reads the same file whatever `spec` was."""
@@ -109,12 +112,15 @@ def profile_overlay(overlay: dict, spec: str, profile_path: Path) -> dict:
     out["model"].update(model_class=PROFILE_MODEL, profile=str(profile_path), shell_actions=True)
     out["agent"].update(system_template=bind + profile.templates["system_template"],
                         instance_template=bind + profile.templates["instance_template"],
-                        step_limit=int(profile.limits.get("step_limit") or 0))
+                        step_limit=int(profile.limits.get("step_limit") or 0),
+                        max_consecutive_format_errors=profile.max_requeries())
     return out
 
 
 def agent_command(cfg: AgentConfig, out_dir: Path, overlay: Path) -> list[str]:
-    cmd = [cfg.python, "-m", "minisweagent.run.benchmarks.swebench", "--subset", cfg.dataset,
+    # with a profile: the same batch runner, with the agent that autosubmits as SWE-agent (mini_batch.py)
+    runner = PROFILE_RUNNER if cfg.profile else "minisweagent.run.benchmarks.swebench"
+    cmd = [cfg.python, "-m", runner, "--subset", cfg.dataset,
            "--split", cfg.split, "-o", str(out_dir), "-w", str(cfg.workers), "-c", cfg.config,
            "-c", str(overlay)]
     for spec in cfg.overrides:

@@ -41,6 +41,7 @@ from minisweagent.environments.local import LocalEnvironment as MiniLocalEnviron
 from minisweagent.exceptions import FormatError, LimitsExceeded, Submitted
 from minisweagent.models import get_model
 from minisweagent.models.litellm_model import LitellmModel, LitellmModelConfig
+from minisweagent.run.benchmarks.utils.common import ProgressTrackingAgent
 from pydantic import BaseModel
 
 from srft_megatron.agent_profile import AgentProfile, load_agent_profile
@@ -57,13 +58,55 @@ def _profile(spec: str) -> AgentProfile:
     return load_agent_profile(spec)
 
 
+# mini-swe-agent's exits that SWE-agent ends with an autosubmission, as SWE-agent names them
+# (sweagent/agent/agents.py, forward_with_handling): its step limit is SWE-agent's
+# `per_instance_call_limit`, which raises a CostLimitExceededError like the cost limit -> exit_cost
+AUTOSUBMIT_EXITS = {"LimitsExceeded": "exit_cost", "TimeExceeded": "exit_total_execution_time",
+                    "RepeatedFormatError": "exit_format"}
+
+
+class SweAgentExits:
+    """Ends a run on a limit or on repeated format errors as SWE-agent does, for any DefaultAgent.
+
+    Why: SWE-agent then autosubmits (`attempt_autosubmission_after_error`): it runs the submission
+    command (`git add -A && git diff --cached`) and the working tree's diff becomes the submission,
+    exit status `submitted (exit_cost)` / `submitted (exit_format)`, or the bare `exit_cost` with no
+    patch when nothing changed (`handle_submission`). mini-swe-agent submits an empty patch, so a
+    rollout with its fix in place would count as unresolved and resolve rates would not compare
+    with the paper's. The hook is the exit message: every exit passes through `add_messages`."""
+
+    def add_messages(self, *messages: dict) -> list[dict]:
+        if messages and messages[-1].get("role") == "exit":
+            messages = (*messages[:-1], self.autosubmit(messages[-1]))
+        return super().add_messages(*messages)
+
+    def autosubmit(self, message: dict) -> dict:
+        extra = message.get("extra", {})
+        status = AUTOSUBMIT_EXITS.get(extra.get("exit_status"))
+        if status is None:
+            return message
+        try:  # the profile's `submit` in every environment kind: a tool (ProfileEnvironment, ShellTools)
+            # or mini-swe-agent's own submit command (its stock environments end the run on the marker)
+            self.env.execute({"tool": "submit", "arguments": {}, "command": tool_command("submit", {})})
+            submission = ""
+        except Submitted as done:
+            submission = done.messages[0].get("extra", {}).get("submission") or ""
+        except Exception as exc:  # SWE-agent: a failed submission command leaves the run unsubmitted
+            self.logger.error("autosubmission failed: %s", exc)
+            submission = ""
+        if not submission.strip():
+            return {**message, "extra": {**extra, "exit_status": status, "submission": ""}}
+        return {**message, "content": "Exited (autosubmitted)",
+                "extra": {**extra, "exit_status": f"submitted ({status})", "submission": submission}}
+
+
 class ProfileAgentConfig(AgentConfig):
     profile: str = "swe-agent"
     system_template: str = ""
     instance_template: str = ""
 
 
-class ProfileAgent(DefaultAgent):
+class ProfileAgent(SweAgentExits, DefaultAgent):
     def __init__(self, model, env, **kwargs):
         super().__init__(model, env, config_class=ProfileAgentConfig, **kwargs)
         self.profile = _profile(self.config.profile)
@@ -71,6 +114,8 @@ class ProfileAgent(DefaultAgent):
         self.config.instance_template = self.profile.templates["instance_template"]
         if not self.config.step_limit:
             self.config.step_limit = int(self.profile.limits.get("step_limit") or 0)
+        if "max_consecutive_format_errors" not in kwargs:
+            self.config.max_consecutive_format_errors = self.profile.max_requeries()
 
     def get_template_vars(self, **kwargs) -> dict:
         return super().get_template_vars(problem_statement=self.extra_template_vars.get("task", ""),
@@ -275,6 +320,10 @@ def shell_output(tool: str, result: dict[str, Any]) -> dict[str, Any]:
     if tool != "str_replace_editor":
         result = dict(result, output=result["output"].rstrip("\n"))
     return result
+
+
+class ProfileBatchAgent(SweAgentExits, ProgressTrackingAgent):
+    """The agent of mini-swe-agent's SWE-bench batch runner (`evaluate/mini_batch.py`), exiting as SWE-agent."""
 
 
 class ProfileDockerEnvironment(ShellTools, DockerEnvironment):
