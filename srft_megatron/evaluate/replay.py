@@ -150,13 +150,15 @@ class ProfileAgent:
         limit = self.profile.limits.get("step_limit") or 0
         while not model.done() and self.exit_status is None:
             if limit and len(model.requests) >= limit:
-                self.exit_status = "exit_step_limit"
+                self.exit_status = "exit_cost"  # SWE-agent's per_instance_call_limit is a cost limit
                 break
             self.step(model)
         if self.exit_status is None:
             self.exit_status = "exit_replay_exhausted"
         if self.env.submission is None:  # SWE-agent autosubmits the diff when a run stops early
             self.env.submission = self.env.diff()
+            if self.exit_status == "exit_cost" and self.env.submission.strip():  # its handle_submission
+                self.exit_status = "submitted (exit_cost)"
 
     def to_traj(self, instance_id: str, problem_statement: str) -> dict[str, Any]:
         """The run as a SWE-agent `.traj` (what `srft ingest` reads)."""

@@ -78,3 +78,22 @@ def test_a_run_that_never_edited_submits_an_empty_patch(agent_python, tmp_path):
     assert traj["info"]["model_stats"]["api_calls"] == 3
     assert diff == "" and prediction["model_patch"] == traj["info"]["submission"] == ""
     assert traj["info"]["exit_status"] == "exit_cost"
+
+
+@pytest.mark.parametrize("step_limit, status", [(6, "submitted (exit_cost)"), (3, "exit_cost")])
+def test_check_scaffolds_own_replay_agent_ends_on_the_limit_with_swe_agents_status(tmp_path, step_limit, status):
+    """`replay.ProfileAgent` (srft check-scaffold's in-process driver) names the same exits."""
+    from dataclasses import replace
+
+    from srft_megatron.evaluate.local_env import LocalEnvironment
+    from srft_megatron.evaluate.replay import ProfileAgent, ReplayModel
+
+    traj, raw = read_recorded(EXAMPLE)
+    profile = load_agent_profile("swe-agent")
+    profile = replace(profile, limits={**profile.limits, "step_limit": step_limit})
+    env = LocalEnvironment(init_repo(ROOT / "examples" / "datekit", tmp_path), profile.working_dir)
+    agent = ProfileAgent(profile, env, problem_statement(raw, EXAMPLE), traj.id)
+    agent.run(ReplayModel.from_trajectory(traj, profile.render))
+    written = agent.to_traj(INSTANCE, "")
+    assert written["info"]["exit_status"] == status and len(written["trajectory"]) == step_limit
+    assert ("datekit/calendar.py" in written["info"]["submission"]) == (step_limit == 6)
