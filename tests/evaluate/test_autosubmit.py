@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -31,8 +32,9 @@ EXAMPLE = ROOT / "examples" / "trajectories" / f"{INSTANCE}__clean.traj"
 MINI = "srft_megatron.evaluate.mini_profile"
 
 
-def _rollout(agent_python, tmp_path, step_limit: int) -> tuple[dict, dict, str]:
-    """One batch run of `step_limit` steps: (trajectory, prediction, the checkout's diff)."""
+def _rollout(agent_python, tmp_path, step_limit: int, replayed: Path = EXAMPLE) -> tuple[dict, dict, str]:
+    """One batch run of `replayed`'s replies, at most `step_limit` steps: (trajectory, prediction,
+    the checkout's diff)."""
     _, raw = read_recorded(EXAMPLE)
     dataset = tmp_path / "dataset" / "test.jsonl"  # a dataset directory, split `test` (as rollouts.py)
     dataset.parent.mkdir()
@@ -40,7 +42,7 @@ def _rollout(agent_python, tmp_path, step_limit: int) -> tuple[dict, dict, str]:
     checkout = init_repo(ROOT / "examples" / "datekit", tmp_path / "checkout")
     cfg = AgentConfig(python=str(agent_python), dataset=str(dataset.parent), profile="swe-agent", workers=1,
                       environment_class=f"{MINI}.ProfileEnvironment", timeout_s=300,
-                      overrides=[f"model.model_class={MINI}.ReplayModel", f"model.trajectory={EXAMPLE}",
+                      overrides=[f"model.model_class={MINI}.ReplayModel", f"model.trajectory={replayed}",
                                  f"model.requests_path={tmp_path / 'requests.jsonl'}", "model.shell_actions=false",
                                  f"environment.cwd={checkout}", f"agent.step_limit={step_limit}"])
     preds = run_agent(cfg, tmp_path / "rollout", "http://127.0.0.1:9/v1", "replay", seed=0)
@@ -78,6 +80,26 @@ def test_a_run_that_never_edited_submits_an_empty_patch(agent_python, tmp_path):
     assert traj["info"]["model_stats"]["api_calls"] == 3
     assert diff == "" and prediction["model_patch"] == traj["info"]["submission"] == ""
     assert traj["info"]["exit_status"] == "exit_cost"
+
+
+@pytest.mark.slow
+def test_format_errors_in_a_row_after_an_edit_submit_the_diff_as_exit_format(agent_python, tmp_path):
+    """The example's first six steps (the edit among them), then replies without a tool call:
+    SWE-agent's max_requeries (3) of them end the run with `submitted (exit_format)`."""
+    data = json.loads(EXAMPLE.read_text())
+    assistant = [i for i, m in enumerate(data["history"]) if m["role"] == "assistant"]
+    data["history"] = data["history"][:assistant[6]] + 3 * [
+        {"role": "assistant", "content": "The fix is in place.", "agent": "main", "message_type": "action"},
+        {"role": "user", "content": "Your last output did not use any tool calls!", "agent": "main",
+         "message_type": "user"}]
+    data["trajectory"] = data["trajectory"][:6]
+    replayed = tmp_path / "format-errors.traj"
+    replayed.write_text(json.dumps(data))
+    traj, prediction, diff = _rollout(agent_python, tmp_path, step_limit=75, replayed=replayed)
+    assert traj["info"]["model_stats"]["api_calls"] == 9
+    assert [m["content"] for m in traj["messages"] if m["role"] == "assistant"][-3:] == ["The fix is in place."] * 3
+    assert traj["info"]["exit_status"] == "submitted (exit_format)"
+    assert "datekit/calendar.py" in diff and prediction["model_patch"] == traj["info"]["submission"] == diff
 
 
 @pytest.mark.parametrize("step_limit, status", [(6, "submitted (exit_cost)"), (3, "exit_cost")])
