@@ -65,6 +65,17 @@ AUTOSUBMIT_EXITS = {"LimitsExceeded": "exit_cost", "TimeExceeded": "exit_total_e
                     "RepeatedFormatError": "exit_format"}
 
 
+def error_exit(exc: Exception) -> str:
+    """SWE-agent's exit status for an error that ends a step (forward_with_handling): the context
+    window (litellm maps vLLM's "maximum context length" to ContextWindowExceededError), the model
+    API after its retries, anything else."""
+    if type(exc).__name__ == "ContextWindowExceededError":
+        return "exit_context"
+    if type(exc).__module__.split(".")[0] in ("litellm", "openai"):
+        return "exit_api"
+    return "exit_error"
+
+
 class SweAgentExits:
     """Ends a run on a limit or on repeated format errors as SWE-agent does, for any DefaultAgent.
 
@@ -77,14 +88,14 @@ class SweAgentExits:
 
     def add_messages(self, *messages: dict) -> list[dict]:
         if messages and messages[-1].get("role") == "exit":
-            messages = (*messages[:-1], self.autosubmit(messages[-1]))
+            status = AUTOSUBMIT_EXITS.get(messages[-1].get("extra", {}).get("exit_status"))
+            if status is not None:
+                messages = (*messages[:-1], self.autosubmit(messages[-1], status))
         return super().add_messages(*messages)
 
-    def autosubmit(self, message: dict) -> dict:
+    def autosubmit(self, message: dict, status: str) -> dict:
+        """`message` (the run's exit) with SWE-agent's submission and exit status `status`."""
         extra = message.get("extra", {})
-        status = AUTOSUBMIT_EXITS.get(extra.get("exit_status"))
-        if status is None:
-            return message
         try:  # the profile's `submit` in every environment kind: a tool (ProfileEnvironment, ShellTools)
             # or mini-swe-agent's own submit command (its stock environments end the run on the marker)
             self.env.execute({"tool": "submit", "arguments": {}, "command": tool_command("submit", {})})
@@ -220,8 +231,8 @@ class ReplayModelConfig(ProfileModelConfig):
 class ReplayModel(ProfileModel):
     """The recorded replies of a SWE-agent `.traj`, in order; every request is appended to a JSONL file."""
 
-    def __init__(self, **kwargs):
-        super().__init__(config_class=ReplayModelConfig, **kwargs)
+    def __init__(self, *, config_class: type = ReplayModelConfig, **kwargs):
+        super().__init__(config_class=config_class, **kwargs)
         from srft_megatron.evaluate import replay
         from srft_megatron.ingest import read_swe_agent_traj
 
@@ -323,7 +334,18 @@ def shell_output(tool: str, result: dict[str, Any]) -> dict[str, Any]:
 
 
 class ProfileBatchAgent(SweAgentExits, ProgressTrackingAgent):
-    """The agent of mini-swe-agent's SWE-bench batch runner (`evaluate/mini_batch.py`), exiting as SWE-agent."""
+    """The agent of mini-swe-agent's SWE-bench batch runner (`evaluate/mini_batch.py`), exiting as
+    SWE-agent: on limits and format errors (SweAgentExits) and on an error in a step, which
+    mini-swe-agent re-raises (its batch runner then records an empty patch) where SWE-agent
+    autosubmits (`exit_context`, `exit_api`, `exit_error`). Only here: in `srft check-scaffold`'s
+    replay (ProfileAgent) an error must surface."""
+
+    def run(self, task: str = "", **kwargs) -> dict:
+        try:
+            return super().run(task, **kwargs)
+        except Exception as exc:  # DefaultAgent.run has recorded it (traceback) as the exit message
+            self.messages[-1] = self.autosubmit(self.messages[-1], error_exit(exc))
+            return self.messages[-1]["extra"]
 
 
 class ProfileDockerEnvironment(ShellTools, DockerEnvironment):

@@ -32,7 +32,8 @@ EXAMPLE = ROOT / "examples" / "trajectories" / f"{INSTANCE}__clean.traj"
 MINI = "srft_megatron.evaluate.mini_profile"
 
 
-def _rollout(agent_python, tmp_path, step_limit: int, replayed: Path = EXAMPLE) -> tuple[dict, dict, str]:
+def _rollout(agent_python, tmp_path, step_limit: int, replayed: Path = EXAMPLE,
+             model: list[str] = (f"model.model_class={MINI}.ReplayModel",)) -> tuple[dict, dict, str]:
     """One batch run of `replayed`'s replies, at most `step_limit` steps: (trajectory, prediction,
     the checkout's diff)."""
     _, raw = read_recorded(EXAMPLE)
@@ -42,7 +43,7 @@ def _rollout(agent_python, tmp_path, step_limit: int, replayed: Path = EXAMPLE) 
     checkout = init_repo(ROOT / "examples" / "datekit", tmp_path / "checkout")
     cfg = AgentConfig(python=str(agent_python), dataset=str(dataset.parent), profile="swe-agent", workers=1,
                       environment_class=f"{MINI}.ProfileEnvironment", timeout_s=300,
-                      overrides=[f"model.model_class={MINI}.ReplayModel", f"model.trajectory={replayed}",
+                      overrides=[*model, f"model.trajectory={replayed}",
                                  f"model.requests_path={tmp_path / 'requests.jsonl'}", "model.shell_actions=false",
                                  f"environment.cwd={checkout}", f"agent.step_limit={step_limit}"])
     preds = run_agent(cfg, tmp_path / "rollout", "http://127.0.0.1:9/v1", "replay", seed=0)
@@ -100,6 +101,18 @@ def test_format_errors_in_a_row_after_an_edit_submit_the_diff_as_exit_format(age
     assert [m["content"] for m in traj["messages"] if m["role"] == "assistant"][-3:] == ["The fix is in place."] * 3
     assert traj["info"]["exit_status"] == "submitted (exit_format)"
     assert "datekit/calendar.py" in diff and prediction["model_patch"] == traj["info"]["submission"] == diff
+
+
+@pytest.mark.slow
+def test_a_step_that_fails_after_an_edit_submits_the_diff_as_swe_agent(agent_python, tmp_path):
+    """The 7th request overflows the context window (tests/evaluate/overflow_model.py): mini-swe-agent
+    re-raises and its batch runner would record an empty patch; SWE-agent autosubmits, `exit_context`."""
+    overflow = ["model.model_class=tests.evaluate.overflow_model.OverflowModel", "model.overflow_after=6"]
+    traj, prediction, diff = _rollout(agent_python, tmp_path, step_limit=75, model=overflow)
+    assert traj["info"]["model_stats"]["api_calls"] == 7
+    assert traj["info"]["exit_status"] == "submitted (exit_context)"
+    assert "datekit/calendar.py" in diff and prediction["model_patch"] == traj["info"]["submission"] == diff
+    assert "maximum context length" in traj["messages"][-1]["extra"]["exception_str"]
 
 
 @pytest.mark.parametrize("step_limit, status", [(6, "submitted (exit_cost)"), (3, "exit_cost")])
