@@ -9,9 +9,11 @@ run it as a subprocess:
     .venv-agent/bin/python -m minisweagent.run.benchmarks.swebench --subset verified --split test \\
         -o RUN/rollout-01/agent -c swebench.yaml -c RUN/rollout-01/agent_overlay.yaml
 
-The overlay points its litellm model at the vLLM server (`openai/SERVED_NAME` with
-`api_base`), sets the sampling temperature and a per-rollout seed, and turns off cost
-tracking (a self-hosted model has no price). Everything is written to the rollout directory.
+With `--profile` the same runner starts through `srft_megatron.evaluate.mini_batch`, whose
+agent autosubmits on limits and errors as SWE-agent does. The overlay points its litellm model
+at the vLLM server (`openai/SERVED_NAME` with `api_base`), sets the sampling temperature and a
+per-rollout seed, and turns off cost tracking (a self-hosted model has no price). Everything is
+written to the rollout directory.
 """
 
 from __future__ import annotations
