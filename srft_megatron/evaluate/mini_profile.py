@@ -6,7 +6,9 @@ loads agent, model and environment classes by import path, so the profile plugs 
 
   agent.agent_class             srft_megatron.evaluate.mini_profile.ProfileAgent
       system/instance templates from the profile (`problem_statement` = the task, `working_dir`),
-      SWE-agent's `message_type` on every message (what history processors read), the step limit;
+      SWE-agent's `message_type` on every message (what history processors read), the step limit
+      and `max_requeries`, SWE-agent's autosubmission when a limit ends the run (`SweAgentExits`;
+      `ProfileBatchAgent` is the same for the SWE-bench batch runner, `evaluate/mini_batch.py`);
   model.model_class             srft_megatron.evaluate.mini_profile.ProfileModel
       litellm with the profile's tools (bash, str_replace_editor, submit), the history processed by
       the profile (`last_n_observations`), observations from the profile's templates;
