@@ -63,7 +63,6 @@ def test_the_profile_runner_and_the_format_error_limit_are_swe_agents(tmp_path):
     assert overlay["agent"]["max_consecutive_format_errors"] == load_agent_profile("swe-smith").max_requeries() == 3
 
 
-@pytest.mark.slow
 def test_a_run_that_edited_then_hit_the_step_limit_submits_its_diff(agent_python, tmp_path):
     traj, prediction, diff = _rollout(agent_python, tmp_path, step_limit=6)
     assert traj["info"]["model_stats"]["api_calls"] == 6
@@ -75,7 +74,6 @@ def test_a_run_that_edited_then_hit_the_step_limit_submits_its_diff(agent_python
     assert prediction["instance_id"] == INSTANCE
 
 
-@pytest.mark.slow
 def test_a_run_that_never_edited_submits_an_empty_patch(agent_python, tmp_path):
     traj, prediction, diff = _rollout(agent_python, tmp_path, step_limit=3)  # three views
     assert traj["info"]["model_stats"]["api_calls"] == 3
@@ -83,7 +81,6 @@ def test_a_run_that_never_edited_submits_an_empty_patch(agent_python, tmp_path):
     assert traj["info"]["exit_status"] == "exit_cost"
 
 
-@pytest.mark.slow
 def test_format_errors_in_a_row_after_an_edit_submit_the_diff_as_exit_format(agent_python, tmp_path):
     """The example's first six steps (the edit among them), then replies without a tool call:
     SWE-agent's max_requeries (3) of them end the run with `submitted (exit_format)`."""
@@ -103,7 +100,6 @@ def test_format_errors_in_a_row_after_an_edit_submit_the_diff_as_exit_format(age
     assert "datekit/calendar.py" in diff and prediction["model_patch"] == traj["info"]["submission"] == diff
 
 
-@pytest.mark.slow
 def test_a_step_that_fails_after_an_edit_submits_the_diff_as_swe_agent(agent_python, tmp_path):
     """The 7th request overflows the context window (tests/evaluate/overflow_model.py): mini-swe-agent
     re-raises and its batch runner would record an empty patch; SWE-agent autosubmits, `exit_context`."""
