@@ -1,4 +1,4 @@
-"""On a limit the profile agent submits as SWE-agent does (`attempt_autosubmission_after_error`).
+"""On limits and errors the profile agent submits as SWE-agent does (`attempt_autosubmission_after_error`).
 
 `srft evaluate --profile`'s own agent step (`evaluate.agent.run_agent`: mini-swe-agent's SWE-bench
 batch runner through `evaluate.mini_batch`) runs on the bundled examples' repository with the
@@ -7,8 +7,9 @@ deterministic replay model of `srft check-scaffold` in place of the LLM (the rec
 the in-process local environment: no server, no Docker. A step limit cuts the recording short.
 Past the edit, the working tree's diff is the submission, with SWE-agent's exit status
 `submitted (exit_cost)`, in the trajectory and in preds.json (what the harness grades); before any
-edit, SWE-agent's bare `exit_cost` and an empty patch. mini-swe-agent alone would submit an empty
-patch in both."""
+edit, SWE-agent's bare `exit_cost` and an empty patch. The same after three refused replies in a
+row (`exit_format`) and after a request past the context window (`exit_context`). mini-swe-agent
+alone would submit an empty patch in all of them."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ MINI = "srft_megatron.evaluate.mini_profile"
 
 
 def _rollout(agent_python, tmp_path, step_limit: int, replayed: Path = EXAMPLE,
-             model: list[str] = (f"model.model_class={MINI}.ReplayModel",)) -> tuple[dict, dict, str]:
+             model: tuple[str, ...] = (f"model.model_class={MINI}.ReplayModel",)) -> tuple[dict, dict, str]:
     """One batch run of `replayed`'s replies, at most `step_limit` steps: (trajectory, prediction,
     the checkout's diff)."""
     _, raw = read_recorded(EXAMPLE)
@@ -103,7 +104,7 @@ def test_format_errors_in_a_row_after_an_edit_submit_the_diff_as_exit_format(age
 def test_a_step_that_fails_after_an_edit_submits_the_diff_as_swe_agent(agent_python, tmp_path):
     """The 7th request overflows the context window (tests/evaluate/overflow_model.py): mini-swe-agent
     re-raises and its batch runner would record an empty patch; SWE-agent autosubmits, `exit_context`."""
-    overflow = ["model.model_class=tests.evaluate.overflow_model.OverflowModel", "model.overflow_after=6"]
+    overflow = ("model.model_class=tests.evaluate.overflow_model.OverflowModel", "model.overflow_after=6")
     traj, prediction, diff = _rollout(agent_python, tmp_path, step_limit=75, model=overflow)
     assert traj["info"]["model_stats"]["api_calls"] == 7
     assert traj["info"]["exit_status"] == "submitted (exit_context)"
