@@ -230,8 +230,11 @@ class Demo:
             raise DemoError(f"metrics.jsonl has {len(evals)} validation records, expected one before and one after training")
         r.facts.extend(validation_table(evals[0], evals[-1], "the 8 training trajectories themselves (too few to hold "
                                         "some out)"))
+        page = self.out / "run.html"  # the per-label NLL per step, plotted (srft view --run)
+        self.srft("view", "--run", str(run_dir), "-o", str(page), log="view-run")
         r.outputs.append(("Megatron distributed checkpoint", self.checkpoint))
         r.outputs.append(("per-step metrics", run_dir / "metrics.jsonl"))
+        r.outputs.append(("run page: per-label validation NLL and loss per step (srft view --run)", page))
         r.outputs.append(("run directory (config, logs, tensorboard)", run_dir))
 
     def convert(self, r: StageResult) -> None:
@@ -327,9 +330,10 @@ def _rel(path: Path) -> str:
 
 def cluster_equivalent() -> str:
     """The demo's stages at full size: same commands, bigger data, SLURM for the GPU work."""
-    specs = sorted((REPO / "launch" / "pipelines").glob("*.yaml"))
-    spec = next((p for p in specs if "32b" in p.name), specs[0] if specs else None)
-    spec_text = _rel(spec) if spec else "launch/pipelines/PIPELINE.yaml"
+    from srft_megatron.launch.pipeline import shipped_pipelines
+
+    names = shipped_pipelines()  # by name: the shipped specs are package data
+    spec_text = "qwen2.5-32b" if "qwen2.5-32b" in names else (names[0] if names else "PIPELINE.yaml")
     return "\n".join([
         "The same pipeline on a cluster:",
         "  srft ingest runs/*.traj --resolved harness-report.json -o data/trajectories.jsonl",
@@ -362,6 +366,7 @@ def main(args: argparse.Namespace) -> int:
         where = ", ".join(_rel(p) for _, p in res.outputs[:1]) or "-"
         print(f"  {res.name:<11} {res.seconds:7.1f} s   {where}")
     print(f"  {'total':<11} {total:7.1f} s\n")
-    print(f"Open {_rel(demo.out / 'trajectories.html')} in a browser to see which steps are trained and which masked.")
+    print(f"Open {_rel(demo.out / 'trajectories.html')} in a browser to see which steps are trained and which masked, "
+          f"and {_rel(demo.out / 'run.html')} for the per-label validation NLL per step.")
     print(cluster_equivalent())
     return 0

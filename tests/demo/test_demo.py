@@ -57,6 +57,9 @@ def test_demo_runs_every_stage_and_says_what_it_produced(demo):
     for label in ("good", "harmful", "resolved", "unresolved"):
         assert f"{evals[0]['val/nll/' + label]:.3f}" in table and f"{evals[1]['val/nll/' + label]:.3f}" in table
     assert all(0 < m["weighted_fraction"] < 1 for m in metrics)
+    # the run page plots every label's validation NLL (srft view --run; the chart is tested in Chromium)
+    page = (out / "run.html").read_text()
+    assert "<svg" in page and all(f'data-series="{label}"' in page for label in ("good", "harmful"))
     assert (out / "run" / "checkpoints" / "latest").read_text().strip() == f"iter_{STEPS:07d}"
     assert "TP=2 over 2 processes" in stdout
     # convert + generate: an HF directory that transformers loaded and generated from
