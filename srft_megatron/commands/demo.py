@@ -307,10 +307,9 @@ def _last_line(text: str, prefix: str) -> str:
 def validation_table(first: dict, last: dict, what: str) -> list[str]:
     """Lines of the per-label validation NLL table (label, first eval, last eval) of two
     metrics.jsonl validation records (training/evaluation.py)."""
-    from srft_megatron.dataset import LABEL_CODES
+    from srft_megatron.view.run import OUTCOMES, VAL_LABELS  # the labels and outcomes the run page draws
 
-    names = [n for n in LABEL_CODES if n != "context"] + ["resolved", "unresolved"]
-    keys = ["val/loss"] + [f"val/nll/{n}" for n in names]
+    keys = ["val/loss"] + [f"val/nll/{n}" for n in (*VAL_LABELS, *OUTCOMES)]
     lines = [f"per-label validation NLL on {what}, step {first['step']} -> step {last['step']}:",
              f"  {'label':<12} {'step ' + str(first['step']):>10} {'step ' + str(last['step']):>10}"]
     for key in keys:
