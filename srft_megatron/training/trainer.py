@@ -336,7 +336,7 @@ class Trainer:
         tflops = flops / seconds / world / 1e12
         memory_gb, memory_kind = peak_memory()  # a collective: every rank builds the record
         peak = self.cfg.logging.peak_tflops_per_gpu
-        return {**({"mfu": tflops / peak} if peak else {}), "peak_memory_gb": memory_gb, "memory_kind": memory_kind,
+        record = {
             "step": self.step,
             "loss": loss if loss is not None and math.isfinite(loss) else None,
             "grad_norm": float(grad_norm) if grad_norm is not None else None,
@@ -348,6 +348,8 @@ class Trainer:
             "weighted_fraction": weight_sum / tokens if tokens and math.isfinite(weight_sum) else 0.0,
             "tokens_per_s": tokens / seconds,
             "tflops_per_gpu": tflops,
+            "peak_memory_gb": memory_gb,
+            "memory_kind": memory_kind,
             "step_time_s": seconds,
             "consumed_samples": self.consumed_samples,
             "update_ok": bool(update_ok),
@@ -355,6 +357,9 @@ class Trainer:
             "skip_reason": skip_reason,
             "empty": empty,
         }
+        if peak:
+            record["mfu"] = tflops / peak
+        return record
 
     # ---- the loop ------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
