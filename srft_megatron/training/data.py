@@ -279,7 +279,7 @@ def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
 
 def trim_padding(mb: dict[str, torch.Tensor], multiple: int = 1) -> dict[str, torch.Tensor]:
     """A packed micro-batch of size 1 cut after its real tokens, rounded up to `multiple`
-    (`config.sequence_multiple`: FP8 / sequence parallelism), so that on Transformer Engine THD
+    (`preflight.sequence_multiple`: FP8 / sequence parallelism), so that on Transformer Engine THD
     the packer's trailing padding is neither a segment attention computes nor rows the linear
     layers compute: with `multiple` 1 nothing of it is left, else fewer than `multiple` positions.
 
