@@ -13,6 +13,11 @@ come from the same renderer and weight policy as `srft preprocess`, so pass the 
 (and the input files) from the dataset's meta.json — to see what a dataset trains on:
 
     srft view --dataset data/srft -o srft.html
+
+With `--run RUN_DIR` it shows a training run instead (`srft_megatron/view/run.py`): the
+per-label validation NLL and the loss per step, from RUN_DIR/metrics.jsonl:
+
+    srft view --run runs/srft -o srft-run.html
 """
 
 from __future__ import annotations
