@@ -38,13 +38,10 @@ def ensure_launch_venv() -> str:
 def fit_check(args: argparse.Namespace, repo) -> str:
     """The train stage's fit check on the spec as it will be launched (ConfigError if it cannot fit)."""
     from srft_megatron.launch.fit import check_training_fits
-    from srft_megatron.launch.pipeline import load_pipeline, resolve_pipeline
+    from srft_megatron.launch.pipeline import load_from_args
     from srft_megatron.launch.rundir import RunDir
 
-    only = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-    spec = load_pipeline(resolve_pipeline(args.pipeline), RunDir.at(args.run_dir), repo, only=only,
-                         executor_kind=args.executor)
-    return check_training_fits(spec, args.gpu_memory_gb)
+    return check_training_fits(load_from_args(args, RunDir.at(args.run_dir), repo), args.gpu_memory_gb)
 
 
 def main(args: argparse.Namespace) -> int:

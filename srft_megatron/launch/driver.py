@@ -28,7 +28,7 @@ import sys
 from srft_megatron import settings
 from srft_megatron.errors import ConfigError
 from srft_megatron.launch.jobs import format_report
-from srft_megatron.launch.pipeline import add_arguments, load_pipeline, resolve_pipeline
+from srft_megatron.launch.pipeline import add_arguments, load_from_args
 from srft_megatron.launch.rundir import RunDir
 
 
@@ -37,16 +37,15 @@ def main(args: argparse.Namespace) -> int:
     if repo is None:
         raise ConfigError("the nemo-run driver runs the package from a source checkout on the shared filesystem "
                           "(put the checkout on PYTHONPATH; the jobs run its .venv and slurm/ scripts)")
-    args.pipeline = str(resolve_pipeline(args.pipeline))
-    run_dir = RunDir.at(args.run_dir).create()
-    only = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-    spec = load_pipeline(args.pipeline, run_dir, repo, only=only, executor_kind=args.executor)
+    run_dir = RunDir.at(args.run_dir)
+    spec = load_from_args(args, run_dir, repo)  # a spec that cannot be read creates no run dir
+    run_dir.create()
     from srft_megatron.launch import nemorun  # imports nemo_run: only in .venv-launch
 
     if args.dry_run:
         print(nemorun.dry_run(spec, run_dir, repo))
         return 0
-    shutil.copyfile(args.pipeline, run_dir.configs / "pipeline.yaml")
+    shutil.copyfile(spec.source, run_dir.configs / "pipeline.yaml")
     results = nemorun.run_pipeline(spec, run_dir, repo, detach=args.detach)
     report = format_report(results)
     print(report, flush=True)

@@ -207,6 +207,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "memory model, launch/fit.py)")
 
 
+def load_from_args(args: argparse.Namespace, run: RunDir, repo: Path) -> PipelineSpec:
+    """The spec the options of `add_arguments` name (`pipeline`, `--stages`, `--executor`): read
+    alike by `srft launch`'s fit check and by the nemo-run driver."""
+    only = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    return load_pipeline(resolve_pipeline(args.pipeline), run, repo, only=only, executor_kind=args.executor)
+
 def shipped_pipelines() -> list[str]:
     """Names of the pipeline specs shipped with the package (`srft_megatron/pipelines/NAME.yaml`)."""
     return sorted(p.name[:-len(".yaml")] for p in resources.files("srft_megatron.pipelines").iterdir()
