@@ -66,14 +66,16 @@ def document_lengths(segment_ids: torch.Tensor) -> torch.Tensor:
     return counts
 
 
-def pad_documents_for_cp(batch: dict[str, torch.Tensor], cp: int,
-                         seq_length: int | None = None) -> dict[str, torch.Tensor]:
+def pad_documents_for_cp(batch: dict[str, torch.Tensor], cp: int, seq_length: int | None = None,
+                         extra_keys: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """One packed sample (micro-batch size 1, `srft_megatron.training.data.collate`) with every
     document padded to a multiple of 2 x CP.
 
     Pad positions get token/label `PAD_TOKEN`, weight 0 (never trained on) and the document's
     next positions; they sit after the document's real tokens, so under the causal mask no real
-    token attends to them. Returns the padded sequence keys plus `cu_seqlens` (real lengths) and
+    token attends to them. `extra_keys` (other per-position keys: validation's `label_codes`,
+    `resolved`) are laid out the same way with -1 on padding. Returns the padded sequence keys
+    (and `extra_keys`) plus `cu_seqlens` (real lengths) and
     `cu_seqlens_padded` (int32, as `PackedSeqParams` takes them). The total is `seq_length` when
     given (the rest is one padding segment; ValueError if the padded documents do not fit),
     else the padded sum."""
@@ -82,7 +84,8 @@ def pad_documents_for_cp(batch: dict[str, torch.Tensor], cp: int,
     # The packer's trailing padding (after `num_real_tokens`) is dropped and laid out again.
     n_real = int(batch.get("num_real_tokens", batch["tokens"].shape[1]))
     lengths = document_lengths(batch["segment_ids"][0, :n_real]).tolist()
-    keys = [k for k in SEQUENCE_KEYS if k != "segment_ids"]
+    keys = [k for k in SEQUENCE_KEYS if k != "segment_ids"] + list(extra_keys)
+    fill = {k: -1 if k in extra_keys else PAD_TOKEN for k in keys}
     pieces: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     real, padded = [0], [0]
     for n in lengths:
@@ -92,7 +95,7 @@ def pad_documents_for_cp(batch: dict[str, torch.Tensor], cp: int,
             pieces[key].append(part)
             if extra:
                 pieces[key].append(part[-1] + 1 + torch.arange(extra, dtype=part.dtype) if key == "position_ids"
-                                   else torch.full((extra,), PAD_TOKEN, dtype=part.dtype))
+                                   else torch.full((extra,), fill[key], dtype=part.dtype))
         real.append(real[-1] + n)
         padded.append(padded[-1] + n + extra)
     if seq_length is not None:
@@ -106,7 +109,7 @@ def pad_documents_for_cp(batch: dict[str, torch.Tensor], cp: int,
             for key in keys:
                 dtype = batch[key].dtype
                 pieces[key].append(torch.arange(rest, dtype=dtype) if key == "position_ids"
-                                   else torch.full((rest,), PAD_TOKEN, dtype=dtype))
+                                   else torch.full((rest,), fill[key], dtype=dtype))
             real.append(real[-1])
             padded.append(seq_length)
     out = {k: torch.cat(v).unsqueeze(0) for k, v in pieces.items()}
@@ -174,8 +177,9 @@ def batch_on_this_rank(mb: dict[str, torch.Tensor], *, cp: int, seq_length: int,
     from megatron.core.packed_seq_params import PackedSeqParams
     from megatron.core.utils import get_batch_on_this_cp_rank
 
-    n_real = int(mb.get("num_real_tokens", mb["tokens"].shape[1]))
-    padded = pad_documents_for_cp(mb, cp, seq_length=seq_length)
+    extra = tuple(k for k, v in mb.items() if k not in SEQUENCE_KEYS and isinstance(v, torch.Tensor)
+                  and v.shape == mb["tokens"].shape)
+    padded = pad_documents_for_cp(mb, cp, seq_length=seq_length, extra_keys=extra)
     cu = padded["cu_seqlens_padded"].to(device)
     batch = {"tokens": padded["tokens"].to(device), "labels": padded["labels"].to(device),
              "loss_mask": padded["loss_weights"].to(device), "position_ids": padded["position_ids"].to(device),
@@ -186,17 +190,10 @@ def batch_on_this_rank(mb: dict[str, torch.Tensor], *, cp: int, seq_length: int,
                              cu_seqlens_kv_padded=cu, max_seqlen_q=max_len, max_seqlen_kv=max_len)
     share = {"tokens": batch["tokens"], "labels": batch["labels"], "loss_weights": batch["loss_mask"],
              "position_ids": batch["position_ids"]}
-    extra = [k for k, v in mb.items() if k not in SEQUENCE_KEYS and isinstance(v, torch.Tensor)
-             and v.shape == mb["tokens"].shape]
     if extra:
         import torch.distributed as dist
 
-        cu_real, cu_pad = padded["cu_seqlens"].tolist(), padded["cu_seqlens_padded"].tolist()
-        real = torch.cat([torch.arange(cu_pad[i], cu_pad[i] + cu_real[i + 1] - cu_real[i])
-                          for i in range(len(cu_pad) - 1)])
         index = partition_indices(padded["cu_seqlens_padded"], cp, dist.get_rank(ps.get_context_parallel_group()))
         for key in extra:
-            full = torch.full((int(cu_pad[-1]),), -1, dtype=mb[key].dtype)
-            full[real] = mb[key][0, :n_real]
-            share[key] = full[index].unsqueeze(0).to(device)
+            share[key] = padded[key][0, index].unsqueeze(0).to(device)
     return share, params
