@@ -46,7 +46,7 @@ from minisweagent.models.litellm_model import LitellmModel, LitellmModelConfig
 from minisweagent.run.benchmarks.utils.common import ProgressTrackingAgent
 from pydantic import BaseModel
 
-from srft_megatron.agent_profile import AgentProfile, load_agent_profile
+from srft_megatron.agent_profile import load_agent_profile
 from srft_megatron.evaluate import editor
 from srft_megatron.evaluate.function_calls import FunctionCallError, parse_function_call, requery_view
 from srft_megatron.evaluate.local_env import LocalEnvironment, refused
@@ -54,10 +54,6 @@ from srft_megatron.evaluate.xml_actions import XmlFormatError, format_error, par
 
 API_KEYS = ("role", "content", "tool_calls", "tool_call_id")  # what SWE-agent sends of a history entry
 MESSAGE_TYPES = {"system": "system_prompt", "user": "observation", "tool": "observation", "assistant": "action"}
-
-
-def _profile(spec: str) -> AgentProfile:
-    return load_agent_profile(spec)
 
 
 # mini-swe-agent's exits that SWE-agent ends with an autosubmission, as SWE-agent names them
@@ -122,7 +118,7 @@ class ProfileAgentConfig(AgentConfig):
 class ProfileAgent(SweAgentExits, DefaultAgent):
     def __init__(self, model, env, **kwargs):
         super().__init__(model, env, config_class=ProfileAgentConfig, **kwargs)
-        self.profile = _profile(self.config.profile)
+        self.profile = load_agent_profile(self.config.profile)
         self.config.system_template = self.profile.templates["system_template"]
         self.config.instance_template = self.profile.templates["instance_template"]
         if not self.config.step_limit:
@@ -179,7 +175,7 @@ def parse_xml_actions(content: str, tools: list[dict]) -> list[dict]:
 class ProfileModel(LitellmModel):
     def __init__(self, *, config_class=ProfileModelConfig, **kwargs):
         super().__init__(config_class=config_class, **kwargs)
-        self.profile = _profile(self.config.profile)
+        self.profile = load_agent_profile(self.config.profile)
 
     def _prepare_messages_for_api(self, messages: list[dict]) -> list[dict]:
         # message types from roles where the agent class did not set them (mini-swe-agent's batch
@@ -386,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", required=True, help="JSONL file the requests are appended to")
     parser.add_argument("--output", required=True, help="where mini-swe-agent saves its trajectory")
     args = parser.parse_args(argv)
-    profile = _profile(args.profile)
+    profile = load_agent_profile(args.profile)
     outputs = json.loads(Path(args.recorded_outputs).read_text()) if args.recorded_outputs else None
     module = __name__ if __name__ != "__main__" else "srft_megatron.evaluate.mini_profile"
     model = get_model(config={"model_class": f"{module}.ReplayModel", "model_name": "replay", "profile": args.profile,
