@@ -4,8 +4,9 @@ Why: to prove that what the agent sends at inference is what training rendered, 
 run as it would against vLLM, with the model's replies fixed. `ProfileAgent` keeps SWE-agent's
 history (system prompt, instance prompt, one action and one observation per step, the
 `message_type`s SWE-agent writes) built from an agent profile's templates, executes each tool
-call (in an xml profile: the call written in the reply, `xml_actions`) in a `LocalEnvironment`, and sends `profile.process_history(history)` (e.g. SWE-smith's
-`last_n_observations`) with the profile's tools. `ReplayModel` answers each request with the
+call (in an xml profile: the call written in the reply, `xml_actions`) in a `LocalEnvironment`,
+and sends `profile.process_history(history)` (e.g. SWE-smith's `last_n_observations`) with the
+profile's tools. `ReplayModel` answers each request with the
 next recorded assistant message of a trajectory and keeps every request it was sent.
 
 This is the profile's own message builder, not mini-swe-agent or SWE-agent: it reproduces
