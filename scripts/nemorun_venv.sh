@@ -3,7 +3,7 @@
 #
 # Why a separate venv: nemo-run 0.11.1 would downgrade pinned packages of the main venv
 # (httpx 0.28.1 -> 0.27.2, anyio, urllib3) and pulls ray, which it never imports. The project
-# talks to it only by subprocess (`srft launch --engine nemo-run` runs
+# talks to it only by subprocess (`srft launch` runs
 # `.venv-launch/bin/python -m srft_megatron.launch.driver ...`). leptonai is pinned below 0.47 because 0.47
 # removed a module nemo-run imports.
 #
