@@ -74,8 +74,9 @@ def write_overlay(path: Path, cfg: AgentConfig, endpoint: str, served_name: str,
     # no api_key here: the overlay is a file (and mini-swe-agent copies it into every trajectory);
     # litellm reads the key from OPENAI_API_KEY, set by run_agent. An endpoint with a password in
     # it is not written either: litellm takes it from OPENAI_BASE_URL (run_agent's environment)
+    secret = endpoint_secret(endpoint)
     kwargs = {"temperature": cfg.temperature, "seed": seed}
-    if endpoint_secret(endpoint) is None:
+    if secret is None:
         kwargs = {"api_base": endpoint, **kwargs}
     if cfg.max_tokens:
         kwargs["max_tokens"] = cfg.max_tokens
@@ -85,7 +86,7 @@ def write_overlay(path: Path, cfg: AgentConfig, endpoint: str, served_name: str,
         "agent": {"cost_limit": 0},  # no price for a self-hosted model: limit steps, not dollars
         "environment": {"environment_class": cfg.environment_class},
     }
-    if endpoint_secret(endpoint) is not None:  # the agent's commands (a local environment inherits the
+    if secret is not None:  # the agent's commands (a local environment inherits the
         # agent's environment) must not read the endpoint back: `env` would print it into a trajectory
         overlay["environment"]["env"] = {"OPENAI_BASE_URL": "", "OPENAI_API_KEY": ""}
     if cfg.profile:
