@@ -138,7 +138,7 @@ def max_token_bytes(tokenizer) -> int:
     return max(len(t) for t in tokenizer.get_vocab())
 
 
-def fit_messages(traj: Trajectory, tokenizer, limit: int, max_bytes: int | None = None) -> Trajectory | None:
+def fit_messages(traj: Trajectory, tokenizer, limit: int, max_bytes: int) -> Trajectory | None:
     """`traj` itself when it may fit in `limit` tokens, else a copy ending before the first
     message that can no longer fit (None if that is before the first step ends).
 
@@ -147,10 +147,9 @@ def fit_messages(traj: Trajectory, tokenizer, limit: int, max_bytes: int | None 
     below on a head of it (`_min_tokens`); once the running bound passes `limit`, no step from
     that message on can end inside the sample, so those messages are dropped unrendered. The
     steps kept render exactly as in the whole trajectory (the template is prefix-stable, which
-    the renderer checks). `max_bytes`: `max_token_bytes(tokenizer)`, if the caller keeps it."""
+    the renderer checks). `max_bytes`: `max_token_bytes(tokenizer)`, computed once per worker."""
     if sum(_text_length(m) for m in traj.messages) <= FIT_CHARS_PER_TOKEN * limit:
         return traj
-    max_bytes = max_bytes or max_token_bytes(tokenizer)
     bound = 0
     for index, msg in enumerate(traj.messages):
         need = limit - bound
