@@ -88,14 +88,24 @@ def parse_function_call(message: str, tool_calls: list[dict] | None, tools: list
             raise FunctionCallError("Tool call arguments are not valid JSON.", "invalid_json") from None
     if not isinstance(values, dict):  # SWE-agent would fail on `.keys()`; a clear refusal instead
         raise FunctionCallError("Tool call arguments are not valid JSON.", "invalid_json")
-    parameters = schema.get("parameters") or {}
+    problem = argument_error(schema, values)
+    if problem is not None:
+        raise FunctionCallError(*problem)
+    return FunctionCall(name, values, call.get("id"))
+
+
+def argument_error(function: dict[str, Any], values: dict[str, Any]) -> tuple[str, str] | None:
+    """SWE-agent's check of a call's arguments against the tool's schema (`function`), the same in
+    both parse functions (this one and `xml_actions`): the message and error code of a missing
+    required argument or an undeclared one, in that order, or None."""
+    parameters = function.get("parameters") or {}
     missing = set(parameters.get("required") or []) - values.keys()
     if missing:
-        raise FunctionCallError(f"Required argument(s) missing: {', '.join(sorted(missing))}", "missing_arg")
+        return f"Required argument(s) missing: {', '.join(sorted(missing))}", "missing_arg"
     extra = set(values) - set(parameters.get("properties") or {})
     if extra:
-        raise FunctionCallError(f"Unexpected argument(s): {', '.join(sorted(extra))}", "unexpected_arg")
-    return FunctionCall(name, values, call.get("id"))
+        return f"Unexpected argument(s): {', '.join(sorted(extra))}", "unexpected_arg"
+    return None
 
 
 def _is_format_error(message: dict) -> bool:

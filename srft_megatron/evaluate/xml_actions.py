@@ -37,7 +37,7 @@ from typing import Any
 
 from jinja2 import Template
 
-from srft_megatron.evaluate.function_calls import error_template
+from srft_megatron.evaluate.function_calls import argument_error, error_template
 
 FN_REGEX_PATTERN = r"<function=([^>]+)>\n(.*?)</function>"
 FN_PARAM_REGEX_PATTERN = r"<parameter=([^>]+)>(.*?)</parameter>"
@@ -83,13 +83,9 @@ def parse_xml_action(message: str, tools: list[dict[str, Any]]) -> XmlAction:
         if not re.match(VIEW_RANGE_PATTERN, value):
             raise XmlFormatError(f"view_range must be in the format [<start>, <end>], got {value}.")
         params["view_range"] = json.loads(value)
-    declared = (schema.get("parameters") or {}).get("properties") or {}
-    missing = set((schema.get("parameters") or {}).get("required") or []) - params.keys()
-    if missing:
-        raise XmlFormatError(f"Required argument(s) missing: {', '.join(sorted(missing))}")
-    extra = set(params) - set(declared)
-    if extra:
-        raise XmlFormatError(f"Unexpected argument(s): {', '.join(sorted(extra))}")
+    problem = argument_error(schema, params)
+    if problem is not None:
+        raise XmlFormatError(problem[0])  # SWE-agent's xml parser has no error codes
     return XmlAction(thought, fn_name, params)
 
 
