@@ -218,7 +218,7 @@ def docker_problem() -> str | None:
     return None
 
 
-def _retry_environment_failures(out_dir: Path, log_path: Path, environment_class: str = "") -> None:
+def _retry_environment_failures(out_dir: Path, log_path: Path, environment_class: str) -> None:
     """Instances whose environment never started must not count as attempts.
 
     mini-swe-agent records them in preds.json with an empty patch but saves no trajectory
