@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -115,18 +118,30 @@ def build_bpe_tokenizer(vocab_size: int):
 
 def save_tiny_served_model(out_dir: str | Path, vocab_size: int = 512, seed: int = 0) -> Path:
     """A model directory vLLM serves (weights, BPE tokenizer, generation config); an existing one
-    (its config.json written) is kept, so callers may ask for it every time."""
+    is kept, so callers may ask for it every time. Built in a temporary directory beside `out_dir`
+    and renamed into place, so a build cut short never leaves a directory that looks complete."""
     out = Path(out_dir)
     if (out / "config.json").exists():
         return out
-    out.mkdir(parents=True, exist_ok=True)
-    tok = build_bpe_tokenizer(vocab_size)
-    pad, eos = tok.convert_tokens_to_ids("<|endoftext|>"), tok.convert_tokens_to_ids("<|im_end|>")
-    model = tiny_qwen2_model(vocab_size=max(vocab_size, len(tok)), seed=seed, noise=False,
-                             bos_token_id=pad, eos_token_id=eos, pad_token_id=pad, **SERVED)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    (out / "generation_config.json").write_text(json.dumps({"eos_token_id": eos, "pad_token_id": pad}) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        tok = build_bpe_tokenizer(vocab_size)
+        pad, eos = tok.convert_tokens_to_ids("<|endoftext|>"), tok.convert_tokens_to_ids("<|im_end|>")
+        model = tiny_qwen2_model(vocab_size=max(vocab_size, len(tok)), seed=seed, noise=False,
+                                 bos_token_id=pad, eos_token_id=eos, pad_token_id=pad, **SERVED)
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "generation_config.json").write_text(json.dumps({"eos_token_id": eos, "pad_token_id": pad}) + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700
+        try:
+            os.replace(tmp, out)  # onto a missing or empty directory
+        except OSError:
+            if not (out / "config.json").exists():  # not a concurrent build that finished first
+                raise FileExistsError(f"{out} exists and is not a served tiny model (no config.json): "
+                                      "remove it or choose another directory") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
