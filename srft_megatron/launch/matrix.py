@@ -26,6 +26,7 @@ import yaml
 
 from srft_megatron import settings
 from srft_megatron.errors import ConfigError
+from srft_megatron.io import atomic_open, atomic_path
 from srft_megatron.launch.pipeline import build_pipeline
 from srft_megatron.launch.rundir import RunDir
 from srft_megatron.policy import PRESETS
@@ -123,15 +124,16 @@ def build_rows(matrix: dict, base_dir: Path, only: list[str] | None = None) -> l
 
 
 def write_specs(matrix: dict, rows: list[Row], base_dir: Path) -> None:
+    """Each row's pipeline spec and train config, written atomically (a crash leaves none half-written)."""
     for row in rows:
-        row.spec_path.parent.mkdir(parents=True, exist_ok=True)
-        row.spec_path.write_text(yaml.safe_dump(row.spec, sort_keys=False))
+        with atomic_open(row.spec_path, "w", encoding="utf-8") as handle:
+            handle.write(yaml.safe_dump(row.spec, sort_keys=False))
         if row.policy is not None and matrix.get("train_config"):
             src = (base_dir / matrix["train_config"]).resolve()
             if not src.is_file():
                 raise ConfigError(f"train_config {src} not found")
-            (row.run_dir / "configs").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, row.run_dir / "configs" / "train.yaml")
+            with atomic_path(row.run_dir / "configs" / "train.yaml") as tmp:
+                shutil.copyfile(src, tmp)
 
 
 def validate(rows: list[Row]) -> None:
