@@ -55,7 +55,7 @@ class WeightPolicy:
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise ConfigError(f"confidence threshold must be in [0, 1], got {self.min_confidence}")
         if self.unknown_resolved_as not in ("resolved", "unresolved", "error"):
-            raise ConfigError(f"unknown_resolved_as must be resolved, unresolved or error")
+            raise ConfigError("unknown_resolved_as must be resolved, unresolved or error")
 
     @property
     def needs_labels_for(self) -> tuple[bool, bool]:
