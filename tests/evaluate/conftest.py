@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_PY = ROOT / ".venv-agent" / "bin" / "python"
+
+
+def srft(*args, check: bool = True) -> subprocess.CompletedProcess:
+    """`srft ARGS` through this interpreter from the repository root; with `check`, exit 0 or the
+    test fails with the command's stderr."""
+    proc = subprocess.run([sys.executable, "-m", "srft_megatron.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
+    assert not check or proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 # Two models, 5 instances (one of them the real prediction in shared all_preds.jsonl), designed
 # so the statistics are easy to check by hand:

@@ -11,7 +11,6 @@ its environment)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -24,18 +23,11 @@ from srft_megatron.dataset import open_labels
 from srft_megatron.evaluate.local_env import init_repo
 from srft_megatron.evaluate.scaffold_check import problem_statement, read_recorded
 from tests.conftest import QWEN_TOKENIZER_SERVED
-from tests.evaluate.conftest import ROOT
+from tests.evaluate.conftest import ROOT, srft
 from tests.evaluate.test_eval_pipeline import _instance
 
 SECRET = "pa55-w0rd-never-in-a-file"
 INSTANCE = "datekit-1"
-
-
-def srft(*args, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "srft_megatron.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=600, **kwargs)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 @pytest.mark.slow

@@ -6,8 +6,6 @@ transcript of a trajectory carrying them shows the profile's tools."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,16 +15,9 @@ from srft_megatron.critic.transcript import split_pieces
 from srft_megatron.io import iter_jsonl
 from srft_megatron.tools import function_docs, load_tools
 from srft_megatron.trajectory import Trajectory
+from tests.evaluate.conftest import ROOT, srft
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples" / "trajectories").glob("*.traj"))
-
-
-def srft(*args, check=True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "srft_megatron.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=600)
-    assert not check or proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 @pytest.fixture(scope="module")
